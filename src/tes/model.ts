@@ -6,6 +6,9 @@
  * `view.ts`. Validation rules that zod cannot express on one field (absolute paths, wildcard
  * outputs, content limits, backend parameters) live in `validate.ts`.
  *
+ * The schemas are tagged `@ignore` because their zod types cannot be documented from this
+ * package (`deno doc --lint` reports them as private); the interfaces are the documented API.
+ *
  * @module
  */
 import { z } from "zod";
@@ -25,7 +28,11 @@ export const TES_STATES = [
   "CANCELING",
 ] as const;
 
-/** Schema of a TES task state. */
+/**
+ * Schema of a TES task state.
+ *
+ * @ignore
+ */
 export const TesStateSchema: z.ZodEnum<{ [K in (typeof TES_STATES)[number]]: K }> = z.enum(
   TES_STATES,
 );
@@ -42,7 +49,11 @@ export const TES_FILE_TYPES = ["FILE", "DIRECTORY"] as const;
 /** Whether an input or output is a single file or a directory tree. */
 export type TesFileType = (typeof TES_FILE_TYPES)[number];
 
-/** Schema of a TES file type. */
+/**
+ * Schema of a TES file type.
+ *
+ * @ignore
+ */
 export const TesFileTypeSchema: z.ZodEnum<{ FILE: "FILE"; DIRECTORY: "DIRECTORY" }> = z.enum(
   TES_FILE_TYPES,
 );
@@ -189,7 +200,11 @@ export interface TesTask {
 
 const stringMap = z.record(z.string(), z.string());
 
-/** Schema of a task input (unknown keys are dropped). */
+/**
+ * Schema of a task input (unknown keys are dropped).
+ *
+ * @ignore
+ */
 export const TesInputSchema: z.ZodType<TesInput> = z.object({
   name: z.string().exactOptional(),
   description: z.string().exactOptional(),
@@ -200,7 +215,11 @@ export const TesInputSchema: z.ZodType<TesInput> = z.object({
   streamable: z.boolean().exactOptional(),
 });
 
-/** Schema of a task output (unknown keys are dropped). */
+/**
+ * Schema of a task output (unknown keys are dropped).
+ *
+ * @ignore
+ */
 export const TesOutputSchema: z.ZodType<TesOutput> = z.object({
   name: z.string().exactOptional(),
   description: z.string().exactOptional(),
@@ -210,7 +229,11 @@ export const TesOutputSchema: z.ZodType<TesOutput> = z.object({
   type: TesFileTypeSchema.exactOptional(),
 });
 
-/** Schema of task resources (unknown keys are dropped). */
+/**
+ * Schema of task resources (unknown keys are dropped).
+ *
+ * @ignore
+ */
 export const TesResourcesSchema: z.ZodType<TesResources> = z.object({
   cpu_cores: z.number().int().positive().max(2 ** 31 - 1).exactOptional(),
   preemptible: z.boolean().exactOptional(),
@@ -221,7 +244,11 @@ export const TesResourcesSchema: z.ZodType<TesResources> = z.object({
   backend_parameters_strict: z.boolean().exactOptional(),
 });
 
-/** Schema of an executor (unknown keys are dropped). */
+/**
+ * Schema of an executor (unknown keys are dropped).
+ *
+ * @ignore
+ */
 export const TesExecutorSchema: z.ZodType<TesExecutor> = z.object({
   image: z.string().trim().min(1, "must not be empty"),
   command: z.array(z.string()).min(1, "must hold at least the program to run"),
@@ -233,7 +260,11 @@ export const TesExecutorSchema: z.ZodType<TesExecutor> = z.object({
   ignore_error: z.boolean().exactOptional(),
 });
 
-/** Schema of an executor log. */
+/**
+ * Schema of an executor log.
+ *
+ * @ignore
+ */
 export const TesExecutorLogSchema: z.ZodType<TesExecutorLog> = z.object({
   start_time: z.string().exactOptional(),
   end_time: z.string().exactOptional(),
@@ -242,14 +273,22 @@ export const TesExecutorLogSchema: z.ZodType<TesExecutorLog> = z.object({
   exit_code: z.number().int(),
 });
 
-/** Schema of an output file log. */
+/**
+ * Schema of an output file log.
+ *
+ * @ignore
+ */
 export const TesOutputFileLogSchema: z.ZodType<TesOutputFileLog> = z.object({
   url: z.string(),
   path: z.string(),
   size_bytes: z.string(),
 });
 
-/** Schema of a task log. */
+/**
+ * Schema of a task log.
+ *
+ * @ignore
+ */
 export const TesTaskLogSchema: z.ZodType<TesTaskLog> = z.object({
   logs: z.array(TesExecutorLogSchema),
   metadata: stringMap.exactOptional(),
@@ -262,6 +301,8 @@ export const TesTaskLogSchema: z.ZodType<TesTaskLog> = z.object({
 /**
  * Schema of a task as a client submits it. Read-only fields (`id`, `state`, `logs`,
  * `creation_time`) are accepted and dropped: the server sets them.
+ *
+ * @ignore
  */
 export const TesTaskRequestSchema: z.ZodType<TesTask> = z.object({
   name: z.string().exactOptional(),

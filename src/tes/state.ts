@@ -30,7 +30,7 @@ const ENDINGS: readonly TesState[] = [
  * seen COMPLETE before it was ever seen RUNNING) but never go back; a canceling task can only
  * end CANCELED; terminal states have no way out.
  */
-export const ALLOWED_TRANSITIONS: Readonly<Record<TesState, readonly TesState[]>> = Object.freeze({
+export const ALLOWED_TRANSITIONS: Readonly<Record<TesState, readonly TesState[]>> = freezeRows({
   UNKNOWN: ["QUEUED", "INITIALIZING", "RUNNING", "PAUSED", ...ENDINGS],
   QUEUED: ["INITIALIZING", "RUNNING", "PAUSED", ...ENDINGS],
   INITIALIZING: ["RUNNING", "PAUSED", ...ENDINGS],
@@ -43,6 +43,14 @@ export const ALLOWED_TRANSITIONS: Readonly<Record<TesState, readonly TesState[]>
   CANCELED: [],
   PREEMPTED: [],
 });
+
+/** Freezes the table and each of its rows: a shared table must not be changed at run time. */
+function freezeRows(
+  table: Record<TesState, TesState[]>,
+): Readonly<Record<TesState, readonly TesState[]>> {
+  for (const row of Object.values(table)) Object.freeze(row);
+  return Object.freeze(table);
+}
 
 /**
  * Tells whether a task in state `from` may move to state `to`.

@@ -1,0 +1,75 @@
+/**
+ * Chooses the storage adapter for a URL by its scheme.
+ *
+ * @module
+ */
+import { FileStorage } from "./file/file_storage.ts";
+import { HttpStorage, type HttpStorageOptions } from "./http/http_storage.ts";
+import type { Storage } from "./storage.ts";
+import { StorageError } from "./storage_error.ts";
+
+/** Configuration of {@linkcode storageForUrl}. */
+export interface StorageConfig {
+  /**
+   * Absolute directories `file://` URLs may touch; empty refuses every `file://` URL.
+   * @default {[]}
+   */
+  fileAllowList?: readonly string[];
+  /** Retry policy and headers of the `http(s)://` adapter. @default {{}} */
+  http?: HttpStorageOptions;
+  /**
+   * Extra or replacement adapters by scheme (lower case, without `:`), consulted first. This
+   * is how cloud adapters (`s3`, `gs`, `az`) plug in.
+   * @default {{}}
+   */
+  adapters?: Readonly<Record<string, Storage>>;
+}
+
+/**
+ * Returns the URL scheme, lower case without `:`.
+ *
+ * @param url Any URL.
+ * @returns The scheme, or `undefined` when the string has none.
+ */
+export function urlScheme(url: string): string | undefined {
+  return /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
+}
+
+/**
+ * Picks the adapter for a URL by its scheme.
+ *
+ * @param url The URL to read or write.
+ * @param config Allow-list, HTTP options and extra adapters.
+ * @returns The adapter that handles `url`.
+ * @throws {StorageError} With code `UNSUPPORTED_SCHEME` naming the scheme when no adapter
+ *   handles it.
+ *
+ * @example Usage
+ * ```ts
+ * import { storageForUrl } from "./storage_for_url.ts";
+ * const storage = storageForUrl("https://example.org/x", {});
+ * storage.schemes; // ["http", "https"]
+ * ```
+ */
+export function storageForUrl(url: string, config: StorageConfig = {}): Storage {
+  const { fileAllowList = [], http = {}, adapters = {} } = config;
+  const scheme = urlScheme(url);
+  if (scheme !== undefined && Object.hasOwn(adapters, scheme)) {
+    const adapter = adapters[scheme];
+    if (adapter !== undefined) return adapter;
+  }
+  switch (scheme) {
+    case "file":
+      return new FileStorage({ allowList: fileAllowList });
+    case "http":
+    case "https":
+      return new HttpStorage(http);
+    default:
+      throw new StorageError(
+        scheme === undefined
+          ? "URL has no scheme (expected e.g. https://, s3://, file://)"
+          : `no storage adapter for URL scheme "${scheme}:"`,
+        { code: "UNSUPPORTED_SCHEME", url },
+      );
+  }
+}

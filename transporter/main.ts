@@ -1,0 +1,163 @@
+/**
+ * The transporter: the program that runs INSIDE a task pod.
+ *
+ * ```sh
+ * deno run --allow-read --allow-write --allow-net --allow-env transporter/main.ts inputs  /planetary/spec/transfer.json
+ * deno run --allow-read --allow-write --allow-net --allow-env transporter/main.ts outputs /planetary/spec/transfer.json
+ * ```
+ *
+ * - `inputs` downloads every input; on failure prints the reason to stderr, writes it to the
+ *   termination message file and exits 1.
+ * - `outputs` reads what the executors did from the state directory, uploads every output
+ *   (also after an executor failure), prints exactly one line `PLANETARY_REPORT {json}` to
+ *   stdout, and exits 1 when any upload failed.
+ *
+ * Environment: `PLANETARY_STATE_DIR` (overrides the state directory),
+ * `PLANETARY_TERMINATION_LOG` (default `/dev/termination-log`), `PLANETARY_FILE_ALLOW_LIST`
+ * (`:`-separated directories for `file://` URLs), `PLANETARY_REPORT_RSS=1` (print the peak
+ * resident memory, sampled, to stderr at exit).
+ *
+ * @module
+ */
+import {
+  REPORT_PREFIX,
+  STATE_DIR,
+  type TransferReport,
+  type TransferSpec,
+} from "../src/pod/layout.ts";
+import { downloadInputs } from "./inputs.ts";
+import { uploadOutputs } from "./outputs.ts";
+import { buildExecutorReports } from "./report.ts";
+import { storageConfigFromEnv } from "./storage_config.ts";
+import { writeTerminationMessage } from "./termination.ts";
+import { describeError } from "./transfer_error.ts";
+
+/** The exact `deno run` permission flags the transporter needs (no `--allow-run`, no `-A`). */
+export const TRANSPORTER_PERMISSIONS: readonly string[] = Object.freeze([
+  "--allow-read",
+  "--allow-write",
+  "--allow-net",
+  "--allow-env",
+]);
+
+const USAGE = "usage: transporter/main.ts inputs|outputs <spec.json>";
+
+function log(message: string): void {
+  console.error(`planetary-transporter: ${message}`);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Reads and checks the shape of a transfer spec file.
+ *
+ * @param path The spec file.
+ * @returns The spec.
+ * @throws {Error} When it cannot be read or is not a version 1 spec.
+ */
+export async function readTransferSpec(path: string): Promise<TransferSpec> {
+  const value: unknown = JSON.parse(await Deno.readTextFile(path));
+  if (
+    !isObject(value) || value.version !== 1 || !Array.isArray(value.inputs) ||
+    !Array.isArray(value.outputs) || !Array.isArray(value.executors) ||
+    typeof value.tailBytes !== "number"
+  ) {
+    throw new Error(`${path} is not a version 1 transfer spec`);
+  }
+  return value as unknown as TransferSpec;
+}
+
+function summary(mode: string, files: number, bytes: number, startedAt: number): string {
+  const seconds = Math.max((performance.now() - startedAt) / 1000, 0.001);
+  const rate = bytes / 1e6 / seconds;
+  return `${mode}: ${files} files, ${bytes} bytes in ${seconds.toFixed(2)} s (${
+    rate.toFixed(1)
+  } MB/s)`;
+}
+
+async function runInputs(specPath: string): Promise<number> {
+  const startedAt = performance.now();
+  try {
+    const spec = await readTransferSpec(specPath);
+    const stats = await downloadInputs(spec, { config: storageConfigFromEnv() });
+    log(summary("inputs", stats.files, stats.bytes, startedAt));
+    return 0;
+  } catch (error) {
+    const reason = `downloading inputs failed: ${describeError(error)}`;
+    log(reason);
+    await writeTerminationMessage(reason);
+    return 1;
+  }
+}
+
+async function runOutputs(specPath: string): Promise<number> {
+  const startedAt = performance.now();
+  const report: TransferReport = { version: 1, executors: [], outputs: [] };
+  let code = 0;
+  try {
+    const spec = await readTransferSpec(specPath);
+    const stateDir = Deno.env.get("PLANETARY_STATE_DIR") ?? STATE_DIR;
+    report.executors = await buildExecutorReports(spec, stateDir);
+    const result = await uploadOutputs(spec, { config: storageConfigFromEnv() });
+    report.outputs = result.outputs;
+    log(summary("outputs", result.outputs.length, result.bytes, startedAt));
+    if (result.errors.length > 0) {
+      report.error = `uploading outputs failed: ${result.errors.join("; ")}`;
+    }
+  } catch (error) {
+    report.error = `uploading outputs failed: ${describeError(error)}`;
+  }
+  if (report.error !== undefined) {
+    log(report.error);
+    await writeTerminationMessage(report.error);
+    code = 1;
+  }
+  console.log(REPORT_PREFIX + JSON.stringify(report));
+  return code;
+}
+
+/**
+ * Samples the resident set size while the transporter runs, for `PLANETARY_REPORT_RSS=1`.
+ * `/proc/self/status` (`VmHWM`) needs `--allow-all` once `--allow-write` is granted, and
+ * getrusage's maxrss keeps the parent's size across fork+exec, so sampling is the honest
+ * in-process figure.
+ */
+function startMemorySampler(): (() => void) | undefined {
+  if (Deno.env.get("PLANETARY_REPORT_RSS") !== "1") return undefined;
+  let peak = Deno.memoryUsage().rss;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, Deno.memoryUsage().rss);
+  }, 20);
+  Deno.unrefTimer(timer);
+  return () => {
+    clearInterval(timer);
+    peak = Math.max(peak, Deno.memoryUsage().rss);
+    log(`peak RSS (sampled every 20 ms): ${Math.round(peak / 1024)} kB`);
+  };
+}
+
+/**
+ * Runs the transporter with command-line arguments.
+ *
+ * @param args `["inputs" | "outputs", specPath]`.
+ * @returns The process exit code: 0 success, 1 transfer failure, 2 usage error.
+ */
+export async function main(args: readonly string[]): Promise<number> {
+  const [mode, specPath, ...rest] = args;
+  const stopSampler = startMemorySampler();
+  let code: number;
+  if (specPath === undefined || rest.length > 0 || (mode !== "inputs" && mode !== "outputs")) {
+    console.error(USAGE);
+    code = 2;
+  } else {
+    code = mode === "inputs" ? await runInputs(specPath) : await runOutputs(specPath);
+  }
+  stopSampler?.();
+  return code;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

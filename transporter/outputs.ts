@@ -1,0 +1,173 @@
+/**
+ * The `outputs` mode of the transporter: uploads every output of a task from the pod.
+ *
+ * @module
+ */
+import type { TransferOutput, TransferReport, TransferSpec } from "../src/pod/layout.ts";
+import { joinUrl, redactUrl, type StorageConfig, storageForUrl } from "../src/storage/mod.ts";
+import { runBounded } from "./pool.ts";
+import { describeError } from "./transfer_error.ts";
+import { expandWildcard, hasWildcard, literalPrefix } from "./wildcard.ts";
+
+/** Options of {@linkcode uploadOutputs}. */
+export interface UploadOutputsOptions {
+  /** Storage configuration (file allow-list, extra adapters). @default {{}} */
+  config?: StorageConfig;
+  /** How many files are uploaded at once. @default {4} */
+  parallelism?: number;
+}
+
+/** What {@linkcode uploadOutputs} did. */
+export interface UploadOutputsResult {
+  /** Every uploaded file, in output order. */
+  outputs: TransferReport["outputs"];
+  /** One reason per failure (missing file, refused URL, upload error), in output order. */
+  errors: string[];
+  /** Bytes uploaded. */
+  bytes: number;
+}
+
+interface Job {
+  index: number;
+  output: TransferOutput;
+  path: string;
+  url: string;
+}
+
+function describeOutput(index: number, output: TransferOutput): string {
+  return `output #${index} (${output.type} ${output.path} -> "${redactUrl(output.url)}")`;
+}
+
+/** Every regular file under a local directory (following symlinks, once), sorted. */
+async function walkFiles(root: string): Promise<{ path: string; relativePath: string }[]> {
+  const files: { path: string; relativePath: string }[] = [];
+  const visited = new Set<string>();
+  async function visit(dir: string, rel: string): Promise<void> {
+    const real = await Deno.realPath(dir);
+    if (visited.has(real)) return;
+    visited.add(real);
+    const names: string[] = [];
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    names.sort();
+    for (const name of names) {
+      const path = `${dir}/${name}`;
+      const relativePath = rel === "" ? name : `${rel}/${name}`;
+      const info = await Deno.stat(path).catch(() => undefined); // dangling symlink: skip
+      if (info?.isDirectory) await visit(path, relativePath);
+      else if (info?.isFile) files.push({ path, relativePath });
+    }
+  }
+  await visit(root, "");
+  return files;
+}
+
+async function jobsForOutput(index: number, output: TransferOutput): Promise<Job[]> {
+  if (hasWildcard(output.path)) {
+    const prefix = (output.path_prefix ?? literalPrefix(output.path)).replace(/\/+$/, "");
+    const jobs: Job[] = [];
+    for (const match of await expandWildcard(output.path)) {
+      if (match !== prefix && !match.startsWith(`${prefix}/`) && prefix !== "") {
+        throw new Error(`match ${match} does not start with path_prefix ${prefix}`);
+      }
+      const rel = match.slice(prefix.length).replace(/^\/+/, "");
+      const info = await Deno.stat(match);
+      if (info.isDirectory) {
+        for (const file of await walkFiles(match)) {
+          const url = joinUrl(
+            output.url,
+            rel === "" ? file.relativePath : `${rel}/${file.relativePath}`,
+          );
+          jobs.push({ index, output, path: file.path, url });
+        }
+      } else if (info.isFile) {
+        jobs.push({
+          index,
+          output,
+          path: match,
+          url: rel === "" ? output.url : joinUrl(output.url, rel),
+        });
+      }
+    }
+    return jobs;
+  }
+  const info = await Deno.stat(output.path);
+  if (output.type === "DIRECTORY") {
+    if (!info.isDirectory) throw new Error(`${output.path} is not a directory`);
+    return (await walkFiles(output.path)).map((file) => ({
+      index,
+      output,
+      path: file.path,
+      url: joinUrl(output.url, file.relativePath),
+    }));
+  }
+  if (!info.isFile) {
+    throw new Error(`${output.path} is not a regular file (declare the output as DIRECTORY)`);
+  }
+  return [{ index, output, path: output.path, url: output.url }];
+}
+
+/**
+ * Uploads every output, continuing past failures: a FILE is uploaded to its URL; a DIRECTORY
+ * has each file under it uploaded to `url/<relative path>`; a wildcard `path` is expanded and
+ * each match uploaded to `url/<match minus path_prefix>` (a matched directory uploads its
+ * files). Without `path_prefix`, the pattern's leading literal directory is the prefix. A
+ * missing file is recorded as an error for its output and the others still upload.
+ *
+ * @param spec The transfer spec.
+ * @param options Storage configuration and parallelism.
+ * @returns The uploaded files (with sizes as decimal strings) and the errors.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { uploadOutputs } from "./outputs.ts";
+ * const { outputs, errors } = await uploadOutputs(spec, { config: {} });
+ * ```
+ */
+export async function uploadOutputs(
+  spec: TransferSpec,
+  options: UploadOutputsOptions = {},
+): Promise<UploadOutputsResult> {
+  const { config = {}, parallelism = 4 } = options;
+  const errors: { index: number; message: string }[] = [];
+  const jobs: Job[] = [];
+  for (const [index, output] of spec.outputs.entries()) {
+    try {
+      jobs.push(...await jobsForOutput(index, output));
+    } catch (error) {
+      errors.push({
+        index,
+        message: `${describeOutput(index, output)} failed: ${describeError(error)}`,
+      });
+    }
+  }
+  const results = await runBounded(jobs, parallelism, async (job) => {
+    const file = await Deno.open(job.path, { read: true });
+    let size: number;
+    try {
+      size = (await file.stat()).size;
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+    return await storageForUrl(job.url, config).write(job.url, file.readable, { size });
+  });
+  const outputs: TransferReport["outputs"] = [];
+  let bytes = 0;
+  for (const [i, result] of results.entries()) {
+    const job = jobs[i]!;
+    if (result.status === "fulfilled") {
+      outputs.push({ url: job.url, path: job.path, size_bytes: String(result.value.size) });
+      bytes += result.value.size;
+    } else {
+      const where = job.url === job.output.url ? "" : ` at "${redactUrl(job.url)}"`;
+      errors.push({
+        index: job.index,
+        message: `${describeOutput(job.index, job.output)} failed${where} (${job.path}): ${
+          describeError(result.reason)
+        }`,
+      });
+    }
+  }
+  errors.sort((a, b) => a.index - b.index);
+  return { outputs, errors: errors.map((e) => e.message), bytes };
+}

@@ -1,0 +1,20 @@
+/**
+ * The storage configuration of the transporter, from its environment.
+ *
+ * @module
+ */
+import type { StorageConfig } from "../src/storage/mod.ts";
+
+/**
+ * Reads the transporter's storage configuration from the environment:
+ * `PLANETARY_FILE_ALLOW_LIST` is a `:`-separated list of absolute directories `file://` URLs
+ * may touch (unset: none).
+ *
+ * @returns The configuration for `storageForUrl()`.
+ */
+export function storageConfigFromEnv(): StorageConfig {
+  const allow = (Deno.env.get("PLANETARY_FILE_ALLOW_LIST") ?? "").split(":").filter((p) =>
+    p !== ""
+  );
+  return { fileAllowList: allow };
+}
