@@ -1,0 +1,436 @@
+/**
+ * The host runtime of the local backend: runs each container's `command` + `args` DIRECTLY on
+ * this machine, with the host's own programs, inside private Linux mount and PID namespaces.
+ *
+ * What it gives: the container's volumes appear at their exact container paths (`/data`,
+ * `/planetary/spec/transfer.json`, `/dev/termination-log`…) without touching the host's real
+ * paths; the container gets its own `/tmp`, `/dev` and `/proc`; killing the container kills
+ * every process it started (the PID namespace dies with its first process).
+ *
+ * What it does NOT give — read before using it:
+ * - **No isolation.** The program runs as the same user as the server (root), sees the whole
+ *   host file system (through a copy-on-write overlay of `/`: its writes outside its volumes
+ *   land in a per-container scratch directory and are thrown away, but it can read anything),
+ *   shares the host network, and {@linkcode HostRuntimeOptions.sharedHostPaths} are writable.
+ * - **The image is ignored.** `sh`, `cat`, `deno`… are the host's; a task whose image carries
+ *   its own tools must find them on the host.
+ * - `resources` and `securityContext` (runAsUser…) are recorded in the pod but not enforced.
+ * - It needs root, or unprivileged user namespaces (`unshare --user --map-root-user`) with
+ *   overlayfs allowed in them (Linux 5.11+). {@linkcode HostRuntime.ensureAvailable} tells.
+ *
+ * The setup runs as a constant POSIX `sh` script: every path, argument and environment value
+ * reaches it as a positional argument, never spliced into the script text.
+ *
+ * @module
+ */
+import type {
+  ContainerExit,
+  ContainerRunSpec,
+  ContainerRuntime,
+  ResolvedMount,
+} from "./container_runtime.ts";
+export type {
+  ContainerExit,
+  ContainerRunSpec,
+  ContainerRuntime,
+  ResolvedMount,
+} from "./container_runtime.ts";
+import { LocalBackendError } from "./local_backend_error.ts";
+
+/** Options of {@linkcode HostRuntime}. */
+export interface HostRuntimeOptions {
+  /**
+   * Names of variables of the server's environment passed through to every container (a
+   * container's own `env` wins).
+   *
+   * @default {["PATH", "HOME", "DENO_DIR"]}
+   */
+  hostEnv?: string[];
+  /**
+   * Host directories bound read-write at the same path in every container, so that what the
+   * container writes there reaches the host (for example the root of `file://` storage).
+   * Missing ones are skipped.
+   *
+   * @default {the Deno cache: `$DENO_DIR`, else `$HOME/.cache/deno`}
+   */
+  sharedHostPaths?: string[];
+  /**
+   * Directory for the availability probe's scratch files.
+   *
+   * @default {Deno.makeTempDir()}
+   */
+  probeDir?: string;
+}
+
+/** PATH of a container whose environment has none (the Kubernetes/OCI default). */
+export const DEFAULT_CONTAINER_PATH =
+  "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/**
+ * The setup script, run as PID 1 of the new namespaces. Arguments:
+ * `scratch workingDir mountCount (kind ro source target)… env-assignments… argv…`.
+ * `$scratch` holds `root/`, `upper/`, `work/`, `tmp/` (made beforehand) and receives the
+ * `started` marker just before the program is executed.
+ */
+const SETUP_SCRIPT = `set -eu
+scratch=$1 wd=$2 n=$3
+shift 3
+root=$scratch/root
+nl='
+'
+mount -t overlay overlay -o "lowerdir=/,upperdir=$scratch/upper,workdir=$scratch/work" "$root"
+mount -t proc proc "$root/proc"
+mount --rbind /sys "$root/sys"
+mount -t tmpfs -o mode=755,nosuid tmpfs "$root/dev"
+for d in null zero full random urandom tty; do
+  : > "$root/dev/$d"
+  mount --bind "/dev/$d" "$root/dev/$d"
+done
+mkdir "$root/dev/pts" "$root/dev/shm"
+mount --rbind /dev/pts "$root/dev/pts"
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/dev/shm"
+ln -s /proc/self/fd "$root/dev/fd"
+ln -s /proc/self/fd/0 "$root/dev/stdin"
+ln -s /proc/self/fd/1 "$root/dev/stdout"
+ln -s /proc/self/fd/2 "$root/dev/stderr"
+mount --bind "$scratch/tmp" "$root/tmp"
+while [ "$n" -gt 0 ]; do
+  kind=$1 ro=$2 src=$3 tgt=$4
+  shift 4
+  n=$((n - 1))
+  t=$(chroot "$root" realpath -m -- "$tgt" && echo .)
+  t=\${t%.}
+  t=\${t%"$nl"}
+  case $t in
+  /?*) ;;
+  *) echo "planetary: cannot mount at $tgt" >&2; exit 1 ;;
+  esac
+  if [ "$kind" = file ]; then
+    mkdir -p "$root\${t%/*}"
+    [ -e "$root$t" ] || : > "$root$t"
+  else
+    mkdir -p "$root$t"
+  fi
+  mount --bind "$src" "$root$t"
+  if [ "$ro" = 1 ]; then mount -o remount,bind,ro "$root$t"; fi
+done
+chroot "$root" mkdir -p -- "$wd"
+: > "$scratch/started"
+exec chroot "$root" env -i -C "$wd" -- "$@"
+`;
+
+const SIGNAL_NUMBERS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGBUS: 7,
+  SIGFPE: 8,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGSEGV: 11,
+  SIGUSR2: 12,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+};
+
+/**
+ * Runs containers as host processes in private mount + PID namespaces (see the module doc:
+ * it does NOT isolate, ignores the image, and needs root or user namespaces).
+ *
+ * @example
+ * ```ts ignore
+ * import { HostRuntime } from "./host_runtime.ts";
+ * const runtime = new HostRuntime({ sharedHostPaths: ["/srv/storage"] });
+ * await runtime.ensureAvailable(); // throws LocalBackendError RUNTIME_UNAVAILABLE otherwise
+ * ```
+ */
+export class HostRuntime implements ContainerRuntime {
+  /** Always `host`. */
+  readonly name = "host";
+  #hostEnv: string[];
+  #sharedHostPaths: string[] | undefined;
+  #probeDir: string | undefined;
+  #userNamespace = false;
+  #available: Promise<void> | undefined;
+
+  /**
+   * Creates the runtime (nothing is checked until {@linkcode HostRuntime.ensureAvailable}).
+   *
+   * @param options See {@linkcode HostRuntimeOptions}.
+   */
+  constructor(options: HostRuntimeOptions = {}) {
+    const { hostEnv = ["PATH", "HOME", "DENO_DIR"], sharedHostPaths, probeDir } = options;
+    this.#hostEnv = [...hostEnv];
+    this.#sharedHostPaths = sharedHostPaths ? [...sharedHostPaths] : undefined;
+    this.#probeDir = probeDir;
+  }
+
+  /**
+   * Checks once that `unshare` can make mount + PID namespaces and mount an overlay of `/`:
+   * as root directly, otherwise inside a user namespace (`--user --map-root-user`).
+   *
+   * @returns Resolves when the runtime works here.
+   * @throws {LocalBackendError} `RUNTIME_UNAVAILABLE` with the reason when it does not.
+   */
+  ensureAvailable(): Promise<void> {
+    this.#available ??= this.#probe();
+    return this.#available;
+  }
+
+  async #probe(): Promise<void> {
+    const isRoot = Deno.uid() === 0;
+    const dir = this.#probeDir
+      ? await Deno.makeTempDir({ dir: this.#probeDir, prefix: "probe-" })
+      : await Deno.makeTempDir({ prefix: "planetary-probe-" });
+    try {
+      for (const sub of ["upper", "work", "root"]) await Deno.mkdir(`${dir}/${sub}`);
+      const attempts = isRoot ? [false] : [true];
+      let reason = "";
+      for (const userNs of attempts) {
+        try {
+          const out = await new Deno.Command("unshare", {
+            args: [
+              ...(userNs ? ["--user", "--map-root-user"] : []),
+              ...NAMESPACE_FLAGS,
+              "/bin/sh",
+              "-c",
+              'mount -t overlay overlay -o "lowerdir=/,upperdir=$1/upper,workdir=$1/work" "$1/root"',
+              "planetary-probe",
+              dir,
+            ],
+            stdin: "null",
+            stdout: "piped",
+            stderr: "piped",
+          }).output();
+          if (out.success) {
+            this.#userNamespace = userNs;
+            return;
+          }
+          reason = new TextDecoder().decode(out.stderr).trim();
+        } catch (error) {
+          reason = error instanceof Error ? error.message : String(error);
+        }
+      }
+      throw new LocalBackendError(
+        "RUNTIME_UNAVAILABLE",
+        `The host runtime cannot run containers here: it needs root or user namespaces ` +
+          `(unshare --user --map-root-user) with overlayfs; running as uid ${Deno.uid()}: ` +
+          (reason || "unshare failed"),
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  }
+
+  /**
+   * Runs one container: see {@linkcode ContainerRuntime.run}.
+   *
+   * @param spec What to run.
+   * @param signal Aborting it kills the container's whole process tree.
+   * @param onStarted Called when the program is about to be executed.
+   * @returns How it ended.
+   */
+  async run(
+    spec: ContainerRunSpec,
+    signal: AbortSignal,
+    onStarted: () => void,
+  ): Promise<ContainerExit> {
+    await this.ensureAvailable();
+    if (spec.command.length === 0) {
+      return {
+        exitCode: 128,
+        startError: `container "${spec.containerName}" has no command: the host runtime ignores ` +
+          `the image "${spec.image}" and cannot run its entrypoint`,
+      };
+    }
+    const scratch = spec.scratchDir;
+    if (/[,:\\]/.test(scratch)) {
+      throw new LocalBackendError(
+        "INVALID_POD",
+        `Cannot use scratch directory "${scratch}": overlayfs options forbid ',', ':' and '\\'`,
+      );
+    }
+    for (const sub of ["root", "upper", "work", "tmp"]) {
+      await Deno.mkdir(`${scratch}/${sub}`, { recursive: true });
+    }
+    await Deno.chmod(`${scratch}/tmp`, 0o1777);
+
+    const mounts: ResolvedMount[] = [...await this.#sharedMounts(), ...spec.mounts];
+    const env = this.#environment(spec.env);
+    const argv = spec.command[0]?.includes("=")
+      ? ["/bin/sh", "-c", 'exec "$0" "$@"', ...spec.command]
+      : spec.command;
+    const args = [
+      ...(this.#userNamespace ? ["--user", "--map-root-user"] : []),
+      ...NAMESPACE_FLAGS,
+      "/bin/sh",
+      "-c",
+      SETUP_SCRIPT,
+      "planetary-host-runtime",
+      scratch,
+      spec.workingDir || "/",
+      String(mounts.length),
+      ...mounts.flatMap((m) => [m.kind, m.readOnly ? "1" : "0", m.source, m.target]),
+      ...env.map(([name, value]) => `${name}=${value}`),
+      ...argv,
+    ];
+
+    const log = await Deno.open(spec.logFile, { create: true, append: true });
+    try {
+      if (signal.aborted) return { exitCode: 137, signal: 9 };
+      const child = new Deno.Command("unshare", {
+        args,
+        clearEnv: true,
+        env: { PATH: DEFAULT_CONTAINER_PATH },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      let killing: Promise<void> | undefined;
+      const onAbort = (): void => {
+        killing ??= killTree(child);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      const startedWatch = watchStarted(`${scratch}/started`, child.status, onStarted);
+      try {
+        const pumps = Promise.all([pump(child.stdout, log), pump(child.stderr, log)]);
+        const status = await child.status;
+        await pumps;
+        await startedWatch;
+        if (killing) await killing;
+        const signalNumber = status.signal ? SIGNAL_NUMBERS[status.signal] ?? 9 : undefined;
+        const exit: ContainerExit = signalNumber === undefined
+          ? { exitCode: status.code }
+          : { exitCode: 128 + signalNumber, signal: signalNumber };
+        if (!await exists(`${scratch}/started`) && !signal.aborted) {
+          const text = await Deno.readTextFile(spec.logFile).catch(() => "");
+          exit.startError = text.trim().split("\n").slice(-10).join("\n") ||
+            `host runtime setup exited with ${exit.exitCode}`;
+        }
+        return exit;
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+      }
+    } finally {
+      log.close();
+    }
+  }
+
+  #environment(own: [string, string][]): [string, string][] {
+    const merged = new Map<string, string>();
+    for (const name of this.#hostEnv) {
+      const value = Deno.env.get(name);
+      if (value !== undefined) merged.set(name, value);
+    }
+    for (const [name, value] of own) merged.set(name, value);
+    if (!merged.has("PATH")) merged.set("PATH", DEFAULT_CONTAINER_PATH);
+    return [...merged];
+  }
+
+  async #sharedMounts(): Promise<ResolvedMount[]> {
+    let paths = this.#sharedHostPaths;
+    if (paths === undefined) {
+      const home = Deno.env.get("HOME");
+      const denoDir = Deno.env.get("DENO_DIR") ?? (home ? `${home}/.cache/deno` : undefined);
+      paths = denoDir ? [denoDir] : [];
+    }
+    const mounts: ResolvedMount[] = [];
+    for (const path of paths) {
+      if (!path.startsWith("/")) continue;
+      try {
+        const real = await Deno.realPath(path);
+        if ((await Deno.stat(real)).isDirectory) {
+          mounts.push({ source: real, target: real, readOnly: false, kind: "dir" });
+        }
+      } catch {
+        // missing: skipped
+      }
+    }
+    return mounts;
+  }
+}
+
+const NAMESPACE_FLAGS = [
+  "--mount",
+  "--propagation",
+  "private",
+  "--pid",
+  "--fork",
+  "--kill-child=SIGKILL",
+  "--",
+];
+
+async function pump(stream: ReadableStream<Uint8Array>, file: Deno.FsFile): Promise<void> {
+  for await (const chunk of stream) {
+    let written = 0;
+    while (written < chunk.length) written += await file.write(chunk.subarray(written));
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Calls `onStarted` once the setup script has created its `started` marker (or never). */
+async function watchStarted(
+  marker: string,
+  done: Promise<Deno.CommandStatus>,
+  onStarted: () => void,
+): Promise<void> {
+  let finished = false;
+  void done.finally(() => finished = true);
+  let delay = 5;
+  while (!finished) {
+    if (await exists(marker)) {
+      onStarted();
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    delay = Math.min(delay * 2, 100);
+  }
+  if (await exists(marker)) onStarted();
+}
+
+/**
+ * Kills PID 1 of the container's PID namespace (the kernel then kills every other process in
+ * it, including ones that left the process group) and `unshare` itself, then waits until that
+ * PID 1 is gone.
+ */
+async function killTree(child: Deno.ChildProcess): Promise<void> {
+  const inits = await Deno.readTextFile(`/proc/${child.pid}/task/${child.pid}/children`)
+    .then((text) => text.trim().split(/\s+/).filter(Boolean).map(Number))
+    .catch(() => [] as number[]);
+  for (const pid of inits) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  try {
+    child.kill("SIGKILL");
+  } catch {
+    // already gone
+  }
+  await child.status.catch(() => {});
+  for (const pid of inits) await waitGone(pid);
+}
+
+/** Polls until a process is gone or a zombie (10 s at most). */
+async function waitGone(pid: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => "");
+    if (!stat || /^\d+ \(.*\) Z /s.test(stat)) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

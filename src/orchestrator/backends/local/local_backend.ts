@@ -1,0 +1,389 @@
+/**
+ * The `local` backend: runs task pods on this machine, with a container engine when one works
+ * or with the host runtime otherwise, and reports their status in the shape of Kubernetes pod
+ * status.
+ *
+ * @module
+ */
+import type { V1ConfigMap, V1Pod, V1PodStatus } from "@kubernetes/client-node";
+import type { Backend, PodEvent, TaskPodObjects } from "../../backend.ts";
+import type { ContainerRuntime } from "./container_runtime.ts";
+import { DockerRuntime, engineWorks } from "./docker_runtime.ts";
+import { HostRuntime } from "./host_runtime.ts";
+import { LocalBackendError } from "./local_backend_error.ts";
+export type { Backend, PodEvent, TaskPodObjects } from "../../backend.ts";
+export type {
+  ContainerExit,
+  ContainerRunSpec,
+  ContainerRuntime,
+  ResolvedMount,
+} from "./container_runtime.ts";
+import { containerLogPath, pendingPodStatus, runPod } from "./pod_runner.ts";
+
+/** Options of {@linkcode LocalBackend}. */
+export interface LocalBackendOptions {
+  /** Directory for per-pod volumes, logs and scratch files (created when missing). */
+  workDir: string;
+  /**
+   * What runs containers: `host` (processes in a private mount namespace; see
+   * {@linkcode HostRuntime}: no isolation, image ignored), `docker`, `podman`, `auto` (docker,
+   * then podman, when `<engine> info` works; else host), or a runtime object.
+   *
+   * @default {"auto"}
+   */
+  runtime?: "host" | "docker" | "podman" | "auto" | ContainerRuntime;
+  /**
+   * Pods running at once; later pods stay Pending (PodScheduled False) until a slot frees.
+   *
+   * @default {4}
+   */
+  maxConcurrentPods?: number;
+  /**
+   * Host runtime only: names of server environment variables passed to every container.
+   *
+   * @default {["PATH", "HOME", "DENO_DIR"]}
+   */
+  hostEnv?: string[];
+  /**
+   * Host runtime only: host directories bound read-write at the same path in every container
+   * (for example the root of `file://` storage).
+   *
+   * @default {the Deno cache directory}
+   */
+  sharedHostPaths?: string[];
+  /**
+   * The clock.
+   *
+   * @default {() => new Date()}
+   */
+  now?: () => Date;
+}
+
+interface PodEntry {
+  pod: V1Pod;
+  configMapName: string | undefined;
+  dir: string;
+  controller: AbortController;
+  done: Promise<void>;
+  deleting?: Promise<void>;
+}
+
+const POD_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/**
+ * Runs task pods on this machine. Init containers run one after the other, then the main
+ * containers; the pod status follows a kubelet's (Pending → Running → Succeeded/Failed, with
+ * init and main container statuses). `resources` and `securityContext` are recorded in the pod
+ * but not enforced by the host runtime. Restart policy is always treated as `Never`.
+ *
+ * @example
+ * ```ts ignore
+ * import { LocalBackend } from "./local_backend.ts";
+ * const backend = new LocalBackend({ workDir: "/var/lib/planetary", runtime: "host" });
+ * await backend.createPod({ pod, configMap });
+ * console.log((await backend.getPod(pod.metadata!.name!))?.status?.phase);
+ * await backend.close();
+ * ```
+ */
+export class LocalBackend implements Backend {
+  /** Always `local`. */
+  readonly name = "local";
+  #workDir: string;
+  #runtimeChoice: NonNullable<LocalBackendOptions["runtime"]>;
+  #runtime: Promise<ContainerRuntime> | undefined;
+  #hostEnv: string[] | undefined;
+  #sharedHostPaths: string[] | undefined;
+  #maxConcurrent: number;
+  #now: () => Date;
+  #pods = new Map<string, PodEntry>();
+  #configMaps = new Map<string, V1ConfigMap>();
+  #listeners = new Set<(event: PodEvent) => void>();
+  #running = 0;
+  #queue: (() => void)[] = [];
+  #version = 0;
+  #closed = false;
+
+  /**
+   * Creates the backend; nothing runs until the first pod.
+   *
+   * @param options See {@linkcode LocalBackendOptions}.
+   * @throws {RangeError} When `maxConcurrentPods` is not a positive integer.
+   */
+  constructor(options: LocalBackendOptions) {
+    const {
+      workDir,
+      runtime = "auto",
+      maxConcurrentPods = 4,
+      hostEnv,
+      sharedHostPaths,
+      now = () => new Date(),
+    } = options;
+    if (!Number.isInteger(maxConcurrentPods) || maxConcurrentPods < 1) {
+      throw new RangeError(`maxConcurrentPods must be a positive integer: ${maxConcurrentPods}`);
+    }
+    this.#workDir = workDir;
+    this.#runtimeChoice = runtime;
+    this.#hostEnv = hostEnv;
+    this.#sharedHostPaths = sharedHostPaths;
+    this.#maxConcurrent = maxConcurrentPods;
+    this.#now = now;
+  }
+
+  /**
+   * The runtime in use (chosen on first use for `auto`).
+   *
+   * @returns The runtime, checked to work here.
+   * @throws {LocalBackendError} `RUNTIME_UNAVAILABLE` when it cannot work here.
+   */
+  runtime(): Promise<ContainerRuntime> {
+    this.#runtime ??= this.#chooseRuntime();
+    return this.#runtime;
+  }
+
+  async #chooseRuntime(): Promise<ContainerRuntime> {
+    const choice = this.#runtimeChoice;
+    let runtime: ContainerRuntime;
+    if (typeof choice === "object") runtime = choice;
+    else if (choice === "docker" || choice === "podman") runtime = new DockerRuntime(choice);
+    else if (choice === "auto" && await engineWorks("docker")) {
+      runtime = new DockerRuntime("docker");
+    } else if (choice === "auto" && await engineWorks("podman")) {
+      runtime = new DockerRuntime("podman");
+    } else {
+      await Deno.mkdir(this.#workDir, { recursive: true });
+      runtime = new HostRuntime({
+        probeDir: this.#workDir,
+        ...(this.#hostEnv ? { hostEnv: this.#hostEnv } : {}),
+        ...(this.#sharedHostPaths ? { sharedHostPaths: this.#sharedHostPaths } : {}),
+      });
+    }
+    await runtime.ensureAvailable();
+    return runtime;
+  }
+
+  /**
+   * Records the pod and its ConfigMap and starts running it in the background. A pod whose
+   * name exists already is left alone.
+   *
+   * @param objects The pod and its ConfigMap.
+   * @returns Resolves once the pod is recorded (not when it ends).
+   * @throws {LocalBackendError} `INVALID_POD` for a pod without a valid name,
+   *   `RUNTIME_UNAVAILABLE` when no runtime works, `CLOSED` after {@linkcode LocalBackend.close}.
+   */
+  async createPod(objects: TaskPodObjects): Promise<void> {
+    this.#assertOpen();
+    const name = objects.pod.metadata?.name ?? "";
+    if (!POD_NAME.test(name) || name.includes("..")) {
+      throw new LocalBackendError("INVALID_POD", `Cannot create pod "${name}": bad name`);
+    }
+    if (this.#pods.has(name)) return;
+    const runtime = await this.runtime();
+    this.#assertOpen();
+    if (this.#pods.has(name)) return;
+
+    const now = this.#now();
+    const pod = structuredClone(objects.pod);
+    pod.apiVersion ??= "v1";
+    pod.kind ??= "Pod";
+    pod.metadata = {
+      ...pod.metadata,
+      namespace: pod.metadata?.namespace ?? "default",
+      uid: crypto.randomUUID(),
+      creationTimestamp: now,
+      resourceVersion: String(++this.#version),
+    };
+    pod.status = pendingPodStatus(now);
+    const configMapName = objects.configMap.metadata?.name;
+    if (configMapName) this.#configMaps.set(configMapName, structuredClone(objects.configMap));
+    const entry: PodEntry = {
+      pod,
+      configMapName,
+      dir: `${this.#workDir}/pods/${name}`,
+      controller: new AbortController(),
+      done: Promise.resolve(),
+    };
+    this.#pods.set(name, entry);
+    this.#emit("ADDED", pod);
+    entry.done = this.#run(entry, runtime);
+  }
+
+  async #run(entry: PodEntry, runtime: ContainerRuntime): Promise<void> {
+    const signal = entry.controller.signal;
+    if (!await this.#acquire(entry, signal)) return;
+    try {
+      await Deno.remove(entry.dir, { recursive: true }).catch(() => {});
+      await Deno.mkdir(entry.dir, { recursive: true });
+      await runPod({
+        pod: entry.pod,
+        configMaps: this.#configMaps,
+        podDir: entry.dir,
+        runtime,
+        signal,
+        now: this.#now,
+        onStatus: (status) => this.#setStatus(entry, status),
+      });
+    } catch (error) {
+      if (!signal.aborted) {
+        this.#setStatus(entry, {
+          ...entry.pod.status,
+          phase: "Failed",
+          reason: "LocalBackendError",
+          message: error instanceof Error ? error.message : String(error),
+        });
+      }
+    } finally {
+      this.#release();
+    }
+  }
+
+  /** Waits for a free slot; false when aborted first. */
+  #acquire(entry: PodEntry, signal: AbortSignal): Promise<boolean> {
+    if (signal.aborted) return Promise.resolve(false);
+    if (this.#running < this.#maxConcurrent) {
+      this.#running++;
+      return Promise.resolve(true);
+    }
+    this.#setStatus(
+      entry,
+      pendingPodStatus(
+        this.#now(),
+        `waiting for a free slot: ${this.#maxConcurrent} pods are running (maxConcurrentPods)`,
+      ),
+    );
+    return new Promise((resolve) => {
+      const grant = (): void => {
+        signal.removeEventListener("abort", cancel);
+        resolve(true);
+      };
+      const cancel = (): void => {
+        this.#queue = this.#queue.filter((g) => g !== grant);
+        resolve(false);
+      };
+      this.#queue.push(grant);
+      signal.addEventListener("abort", cancel, { once: true });
+    });
+  }
+
+  #release(): void {
+    const next = this.#queue.shift();
+    if (next) next();
+    else this.#running--;
+  }
+
+  #setStatus(entry: PodEntry, status: V1PodStatus): void {
+    if (entry.deleting || this.#pods.get(entry.pod.metadata?.name ?? "") !== entry) return;
+    entry.pod.status = status;
+    entry.pod.metadata = { ...entry.pod.metadata, resourceVersion: String(++this.#version) };
+    this.#emit("MODIFIED", entry.pod);
+  }
+
+  #emit(type: PodEvent["type"], pod: V1Pod): void {
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener({ type, pod: structuredClone(pod) });
+      } catch (error) {
+        console.error("local backend: pod watcher threw:", error);
+      }
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new LocalBackendError("CLOSED", "The local backend is closed");
+  }
+
+  /**
+   * Kills the pod's running container and every process it started, removes the pod's
+   * directory and ConfigMap, then reports DELETED. A missing pod is no error.
+   *
+   * @param name Pod name.
+   * @returns Resolves when the pod and its processes are gone.
+   */
+  deletePod(name: string): Promise<void> {
+    const entry = this.#pods.get(name);
+    if (!entry) return Promise.resolve();
+    entry.deleting ??= (async () => {
+      entry.pod.metadata = { ...entry.pod.metadata, deletionTimestamp: this.#now() };
+      entry.controller.abort();
+      await entry.done;
+      await Deno.remove(entry.dir, { recursive: true }).catch(() => {});
+      if (entry.configMapName) this.#configMaps.delete(entry.configMapName);
+      this.#pods.delete(name);
+      entry.pod.metadata = { ...entry.pod.metadata, resourceVersion: String(++this.#version) };
+      this.#emit("DELETED", entry.pod);
+    })();
+    return entry.deleting;
+  }
+
+  /**
+   * The pod as it is now.
+   *
+   * @param name Pod name.
+   * @returns A copy of the pod, or undefined when there is none.
+   */
+  getPod(name: string): Promise<V1Pod | undefined> {
+    const entry = this.#pods.get(name);
+    return Promise.resolve(entry ? structuredClone(entry.pod) : undefined);
+  }
+
+  /**
+   * Every pod of this backend.
+   *
+   * @returns Copies of the pods, in creation order.
+   */
+  listPods(): Promise<V1Pod[]> {
+    return Promise.resolve([...this.#pods.values()].map((e) => structuredClone(e.pod)));
+  }
+
+  /**
+   * Calls `onEvent` with ADDED for every current pod, then for every change, until `signal`
+   * aborts.
+   *
+   * @param onEvent Receives each event (a copy of the pod).
+   * @param signal Ends the watch.
+   * @returns Resolves when `signal` aborts.
+   */
+  watchPods(onEvent: (event: PodEvent) => void, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.resolve();
+    for (const entry of this.#pods.values()) {
+      onEvent({ type: "ADDED", pod: structuredClone(entry.pod) });
+    }
+    this.#listeners.add(onEvent);
+    return new Promise((resolve) => {
+      signal.addEventListener("abort", () => {
+        this.#listeners.delete(onEvent);
+        resolve();
+      }, { once: true });
+    });
+  }
+
+  /**
+   * The log of one container (stdout and stderr interleaved, as `kubectl logs` shows them).
+   *
+   * @param podName Pod name.
+   * @param container Container name.
+   * @returns The log, or "" when there is none.
+   */
+  async readLog(podName: string, container: string): Promise<string> {
+    const entry = this.#pods.get(podName);
+    if (!entry || !DNS_LABEL.test(container)) return "";
+    try {
+      return await Deno.readTextFile(containerLogPath(entry.dir, container));
+    } catch {
+      return "";
+    }
+  }
+
+  /**
+   * Kills every container this backend runs and refuses new pods. Pod directories stay.
+   *
+   * @returns Resolves when every process is gone.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const entries = [...this.#pods.values()];
+    for (const entry of entries) entry.controller.abort();
+    await Promise.all(entries.map((e) => e.done));
+    this.#listeners.clear();
+  }
+}

@@ -1,0 +1,553 @@
+/**
+ * Runs one pod on this machine the way a kubelet would: materializes its volumes, runs each
+ * init container to completion in order, then the main containers side by side, and reports a
+ * pod-shaped status (phase, conditions, container statuses) after every change. Restart policy
+ * is always treated as `Never`.
+ *
+ * @module
+ */
+import type {
+  V1ConfigMap,
+  V1Container,
+  V1ContainerStatus,
+  V1KeyToPath,
+  V1Pod,
+  V1PodCondition,
+  V1PodStatus,
+  V1Volume,
+} from "@kubernetes/client-node";
+import type { ContainerRunSpec, ContainerRuntime, ResolvedMount } from "./container_runtime.ts";
+export type {
+  ContainerExit,
+  ContainerRunSpec,
+  ContainerRuntime,
+  ResolvedMount,
+} from "./container_runtime.ts";
+
+/** Options of {@linkcode runPod}. */
+export interface RunPodOptions {
+  /** The pod to run (not modified). */
+  pod: V1Pod;
+  /** The ConfigMaps the pod may mount or read, by name. */
+  configMaps: ReadonlyMap<string, V1ConfigMap>;
+  /** A directory of this pod only; volumes, logs and scratch files go there. */
+  podDir: string;
+  /** What starts the containers. */
+  runtime: ContainerRuntime;
+  /** Aborting it kills the running container and stops the pod where it is. */
+  signal: AbortSignal;
+  /** Receives the pod status after every change (a copy the receiver may keep). */
+  onStatus: (status: V1PodStatus) => void;
+  /**
+   * The clock.
+   *
+   * @default {() => new Date()}
+   */
+  now?: () => Date;
+}
+
+/** Largest termination message kept, in bytes (as the kubelet). */
+const MAX_MESSAGE_BYTES = 4096;
+/** With `FallbackToLogsOnError`: at most this many last log lines… */
+const FALLBACK_LINES = 80;
+/** …and at most this many bytes of them. */
+const FALLBACK_BYTES = 2048;
+/** Default `terminationMessagePath`. */
+const DEFAULT_TERMINATION_PATH = "/dev/termination-log";
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/**
+ * The status of a pod that waits to be started (no free slot yet, or not yet picked up).
+ *
+ * @param now The current time.
+ * @param reason Why it waits, when it is not scheduled yet (then `PodScheduled` is False).
+ * @returns A `Pending` status.
+ */
+export function pendingPodStatus(now: Date, reason?: string): V1PodStatus {
+  return {
+    phase: "Pending",
+    conditions: [
+      reason
+        ? {
+          type: "PodScheduled",
+          status: "False",
+          reason: "Unschedulable",
+          message: reason,
+          lastTransitionTime: now,
+        }
+        : { type: "PodScheduled", status: "True", lastTransitionTime: now },
+    ],
+    qosClass: "BestEffort",
+  };
+}
+
+/**
+ * The path of a container's log file inside a pod directory.
+ *
+ * @param podDir The pod's directory.
+ * @param container The container name.
+ * @returns The log file's path.
+ */
+export function containerLogPath(podDir: string, container: string): string {
+  return `${podDir}/logs/${container}.log`;
+}
+
+/**
+ * Runs a pod to its end (or until `signal` aborts) and reports its status as a kubelet would.
+ * It never throws for a problem of the pod: a volume, env reference or container that cannot
+ * be set up fails the pod with a reason and a message.
+ *
+ * @param options See {@linkcode RunPodOptions}.
+ * @returns The last status.
+ * @example
+ * ```ts ignore
+ * const status = await runPod({ pod, configMaps, podDir, runtime, signal, onStatus: console.log });
+ * console.log(status.phase); // "Succeeded"
+ * ```
+ */
+export async function runPod(options: RunPodOptions): Promise<V1PodStatus> {
+  const { pod, configMaps, podDir, runtime, signal, onStatus, now = () => new Date() } = options;
+  const spec = pod.spec;
+  const initContainers = spec?.initContainers ?? [];
+  const containers = spec?.containers ?? [];
+  const started = now();
+  const waiting = (c: V1Container): V1ContainerStatus => ({
+    name: c.name,
+    image: c.image ?? "",
+    imageID: "",
+    ready: false,
+    restartCount: 0,
+    started: false,
+    state: { waiting: { reason: "PodInitializing" } },
+  });
+  const status: V1PodStatus = {
+    phase: "Pending",
+    startTime: started,
+    hostIP: "127.0.0.1",
+    podIP: "127.0.0.1",
+    qosClass: "BestEffort",
+    conditions: [
+      { type: "PodScheduled", status: "True", lastTransitionTime: started },
+      condition("Initialized", initContainers.length === 0, started, "ContainersNotInitialized"),
+      condition("ContainersReady", false, started, "ContainersNotReady"),
+      condition("Ready", false, started, "ContainersNotReady"),
+    ],
+    initContainerStatuses: initContainers.map(waiting),
+    containerStatuses: containers.map((c) => ({
+      ...waiting(c),
+      state: {
+        waiting: { reason: initContainers.length ? "PodInitializing" : "ContainerCreating" },
+      },
+    })),
+  };
+  const publish = (): void => onStatus(structuredClone(status));
+  const setCondition = (type: string, ok: boolean, reason?: string, message?: string): void => {
+    const at = now();
+    status.conditions = (status.conditions ?? []).map((c) =>
+      c.type === type && c.status !== (ok ? "True" : "False")
+        ? condition(type, ok, at, reason, message)
+        : c
+    );
+  };
+  const fail = (reason: string, message: string): V1PodStatus => {
+    status.phase = "Failed";
+    status.reason = reason;
+    status.message = message;
+    publish();
+    return structuredClone(status);
+  };
+  publish();
+
+  for (const c of [...initContainers, ...containers]) {
+    if (!DNS_LABEL.test(c.name)) return fail("InvalidContainer", `bad container name "${c.name}"`);
+  }
+  let volumes: Map<string, MaterializedVolume>;
+  try {
+    volumes = await materializeVolumes(spec?.volumes ?? [], configMaps, podDir);
+  } catch (error) {
+    return fail("FailedMount", error instanceof Error ? error.message : String(error));
+  }
+  await Deno.mkdir(`${podDir}/logs`, { recursive: true });
+
+  const runOne = async (c: V1Container, target: V1ContainerStatus): Promise<number> => {
+    let prepared: PreparedContainer;
+    try {
+      prepared = await prepareContainer(c, pod, volumes, configMaps, podDir);
+    } catch (error) {
+      target.state = {
+        waiting: {
+          reason: "CreateContainerConfigError",
+          message: error instanceof Error ? error.message : String(error),
+        },
+      };
+      publish();
+      return -1;
+    }
+    let startedAt = now();
+    const exit = await runtime.run(prepared.spec, signal, () => {
+      startedAt = now();
+      target.state = { running: { startedAt } };
+      target.started = true;
+      target.ready = !status.initContainerStatuses?.includes(target);
+      if (target.ready && containers.length > 0) {
+        const allReady = (status.containerStatuses ?? []).every((s) => s.ready);
+        setCondition("ContainersReady", allReady);
+        setCondition("Ready", allReady);
+      }
+      publish();
+    });
+    if (signal.aborted) return exit.exitCode;
+    let message = exit.startError ?? await readMessage(prepared.terminationFile);
+    if (!message && exit.exitCode !== 0 && c.terminationMessagePolicy === "FallbackToLogsOnError") {
+      message = await logTail(prepared.spec.logFile);
+    }
+    target.ready = false;
+    target.started = false;
+    target.state = {
+      terminated: {
+        exitCode: exit.exitCode,
+        reason: exit.startError ? "StartError" : exit.exitCode === 0 ? "Completed" : "Error",
+        startedAt,
+        finishedAt: now(),
+        ...(exit.signal !== undefined ? { signal: exit.signal } : {}),
+        ...(message ? { message } : {}),
+      },
+    };
+    publish();
+    return exit.startError ? Math.max(exit.exitCode, 1) : exit.exitCode;
+  };
+
+  const initStatuses = status.initContainerStatuses ?? [];
+  for (const [i, c] of initContainers.entries()) {
+    if (signal.aborted) return structuredClone(status);
+    const code = await runOne(c, initStatuses[i]!);
+    if (signal.aborted) return structuredClone(status);
+    if (code !== 0) {
+      const incomplete = initContainers.slice(i).map((x) => x.name).join(" ");
+      setCondition(
+        "Initialized",
+        false,
+        "ContainersNotInitialized",
+        `containers with incomplete status: [${incomplete}]`,
+      );
+      return fail(
+        code < 0 ? "CreateContainerConfigError" : "InitContainerFailed",
+        `init container "${c.name}" failed` + (code > 0 ? ` with exit code ${code}` : ""),
+      );
+    }
+  }
+  if (initContainers.length > 0) setCondition("Initialized", true);
+  status.phase = "Running";
+  for (const s of status.containerStatuses ?? []) {
+    s.state = { waiting: { reason: "ContainerCreating" } };
+  }
+  publish();
+  const mainStatuses = status.containerStatuses ?? [];
+  const codes = await Promise.all(containers.map((c, i) => runOne(c, mainStatuses[i]!)));
+  if (signal.aborted) return structuredClone(status);
+  setCondition("ContainersReady", false, "PodCompleted");
+  setCondition("Ready", false, "PodCompleted");
+  status.phase = codes.every((code) => code === 0) ? "Succeeded" : "Failed";
+  publish();
+  return structuredClone(status);
+}
+
+function condition(
+  type: string,
+  ok: boolean,
+  at: Date,
+  reason?: string,
+  message?: string,
+): V1PodCondition {
+  return {
+    type,
+    status: ok ? "True" : "False",
+    lastTransitionTime: at,
+    ...(!ok && reason ? { reason } : {}),
+    ...(!ok && message ? { message } : {}),
+  };
+}
+
+interface MaterializedVolume {
+  path: string;
+  readOnly: boolean;
+}
+
+async function materializeVolumes(
+  volumes: V1Volume[],
+  configMaps: ReadonlyMap<string, V1ConfigMap>,
+  podDir: string,
+): Promise<Map<string, MaterializedVolume>> {
+  const result = new Map<string, MaterializedVolume>();
+  for (const volume of volumes) {
+    if (!DNS_LABEL.test(volume.name)) throw new Error(`bad volume name "${volume.name}"`);
+    const path = `${podDir}/volumes/${volume.name}`;
+    if (volume.emptyDir) {
+      await Deno.mkdir(path, { recursive: true });
+      await Deno.chmod(path, 0o777);
+      result.set(volume.name, { path, readOnly: false });
+    } else if (volume.configMap) {
+      const source = volume.configMap;
+      const configMap = configMaps.get(source.name ?? "");
+      if (!configMap) {
+        if (source.optional) {
+          await Deno.mkdir(path, { recursive: true });
+          result.set(volume.name, { path, readOnly: true });
+          continue;
+        }
+        throw new Error(
+          `MountVolume.SetUp failed for volume "${volume.name}": configmap "${source.name}" not found`,
+        );
+      }
+      const data = new Map<string, Uint8Array>();
+      for (const [key, value] of Object.entries(configMap.data ?? {})) {
+        data.set(key, new TextEncoder().encode(value));
+      }
+      for (const [key, value] of Object.entries(configMap.binaryData ?? {})) {
+        data.set(key, Uint8Array.from(atob(value), (ch) => ch.charCodeAt(0)));
+      }
+      const items: V1KeyToPath[] = source.items ??
+        [...data.keys()].map((key) => ({ key, path: key }));
+      await Deno.mkdir(path, { recursive: true });
+      for (const item of items) {
+        const bytes = data.get(item.key);
+        if (!bytes) {
+          if (source.optional) continue;
+          throw new Error(`configmap "${source.name}" has no key "${item.key}"`);
+        }
+        const relative = safeRelative(item.path, `key path of "${item.key}"`);
+        const file = `${path}/${relative}`;
+        await Deno.mkdir(file.slice(0, file.lastIndexOf("/")), { recursive: true });
+        await Deno.writeFile(file, bytes, { mode: 0o644 });
+        await Deno.chmod(file, (item.mode ?? source.defaultMode ?? 0o644) & 0o555);
+      }
+      result.set(volume.name, { path, readOnly: true });
+    } else {
+      const kind = Object.keys(volume).filter((k) => k !== "name").join(",") || "none";
+      throw new Error(`volume "${volume.name}" has an unsupported type (${kind})`);
+    }
+  }
+  return result;
+}
+
+/** Checks a relative path has no `..`, no empty or absolute part; returns it normalized. */
+function safeRelative(path: string, what: string): string {
+  const parts = path.split("/").filter((p) => p !== "" && p !== ".");
+  if (path.startsWith("/") || parts.length === 0 || parts.includes("..")) {
+    throw new Error(`${what} "${path}" must be a relative path without ".."`);
+  }
+  return parts.join("/");
+}
+
+/** Checks an absolute container path has no `..`; returns it normalized. */
+function safeAbsolute(path: string, what: string): string {
+  const parts = path.split("/").filter((p) => p !== "" && p !== ".");
+  if (!path.startsWith("/") || parts.length === 0 || parts.includes("..")) {
+    throw new Error(`${what} "${path}" must be an absolute path other than "/" without ".."`);
+  }
+  return "/" + parts.join("/");
+}
+
+interface PreparedContainer {
+  spec: ContainerRunSpec;
+  terminationFile: string;
+}
+
+async function prepareContainer(
+  c: V1Container,
+  pod: V1Pod,
+  volumes: Map<string, MaterializedVolume>,
+  configMaps: ReadonlyMap<string, V1ConfigMap>,
+  podDir: string,
+): Promise<PreparedContainer> {
+  const containerDir = `${podDir}/containers/${c.name}`;
+  await Deno.mkdir(containerDir, { recursive: true });
+  const mounts: ResolvedMount[] = [];
+  for (const m of c.volumeMounts ?? []) {
+    const volume = volumes.get(m.name);
+    if (!volume) throw new Error(`volume mount "${m.name}" names no volume of the pod`);
+    if (m.subPathExpr) throw new Error(`subPathExpr of mount "${m.name}" is not supported`);
+    let source = volume.path;
+    if (m.subPath) {
+      source = `${volume.path}/${safeRelative(m.subPath, "subPath")}`;
+      if (!volume.readOnly) {
+        try {
+          await Deno.lstat(source);
+        } catch {
+          await Deno.mkdir(source, { recursive: true });
+        }
+      }
+    }
+    const info = await Deno.stat(source).catch(() => undefined);
+    if (!info) throw new Error(`subPath "${m.subPath}" does not exist in volume "${m.name}"`);
+    mounts.push({
+      source,
+      target: safeAbsolute(m.mountPath, "mountPath"),
+      readOnly: volume.readOnly || m.readOnly === true,
+      kind: info.isDirectory ? "dir" : "file",
+    });
+  }
+  const terminationFile = `${containerDir}/termination-log`;
+  await Deno.writeFile(terminationFile, new Uint8Array());
+  await Deno.chmod(terminationFile, 0o666);
+  mounts.push({
+    source: terminationFile,
+    target: safeAbsolute(
+      c.terminationMessagePath ?? DEFAULT_TERMINATION_PATH,
+      "terminationMessagePath",
+    ),
+    readOnly: false,
+    kind: "file",
+  });
+  mounts.sort((a, b) => depth(a.target) - depth(b.target));
+
+  const env = resolveEnv(c, pod, configMaps);
+  const lookup = new Map(env);
+  const command = (c.command ?? []).map((s) => expandVariables(s, lookup));
+  const args = (c.args ?? []).map((s) => expandVariables(s, lookup));
+  await Deno.remove(`${containerDir}/scratch`, { recursive: true }).catch(() => {});
+  return {
+    terminationFile,
+    spec: {
+      podName: pod.metadata?.name ?? "",
+      containerName: c.name,
+      image: c.image ?? "",
+      command: command.length > 0 ? [...command, ...args] : [],
+      args,
+      env,
+      workingDir: c.workingDir ? safeAbsoluteOrRoot(c.workingDir) : "",
+      mounts,
+      scratchDir: `${containerDir}/scratch`,
+      logFile: containerLogPath(podDir, c.name),
+      ...(c.securityContext?.runAsUser !== undefined
+        ? { runAsUser: c.securityContext.runAsUser }
+        : {}),
+    },
+  };
+}
+
+function safeAbsoluteOrRoot(path: string): string {
+  return path === "/" ? "/" : safeAbsolute(path, "workingDir");
+}
+
+function depth(path: string): number {
+  return path.split("/").length;
+}
+
+function resolveEnv(
+  c: V1Container,
+  pod: V1Pod,
+  configMaps: ReadonlyMap<string, V1ConfigMap>,
+): [string, string][] {
+  const env = new Map<string, string>();
+  env.set("HOSTNAME", pod.metadata?.name ?? "");
+  for (const e of c.env ?? []) {
+    if (e.value !== undefined || !e.valueFrom) {
+      env.set(e.name, expandVariables(e.value ?? "", env));
+      continue;
+    }
+    const from = e.valueFrom;
+    if (from.fieldRef) {
+      const value = fieldValue(pod, from.fieldRef.fieldPath);
+      if (value === undefined) {
+        throw new Error(`env "${e.name}": fieldPath "${from.fieldRef.fieldPath}" not supported`);
+      }
+      env.set(e.name, value);
+    } else if (from.configMapKeyRef) {
+      const ref = from.configMapKeyRef;
+      const value = configMaps.get(ref.name ?? "")?.data?.[ref.key];
+      if (value !== undefined) env.set(e.name, value);
+      else if (!ref.optional) {
+        throw new Error(`env "${e.name}": key "${ref.key}" of configmap "${ref.name}" not found`);
+      }
+    } else if (from.secretKeyRef) {
+      if (!from.secretKeyRef.optional) {
+        throw new Error(`env "${e.name}": secret "${from.secretKeyRef.name}" not found`);
+      }
+    } else {
+      throw new Error(`env "${e.name}": this valueFrom is not supported`);
+    }
+  }
+  return [...env];
+}
+
+function fieldValue(pod: V1Pod, fieldPath: string): string | undefined {
+  const meta = pod.metadata ?? {};
+  switch (fieldPath) {
+    case "metadata.name":
+      return meta.name ?? "";
+    case "metadata.namespace":
+      return meta.namespace ?? "default";
+    case "metadata.uid":
+      return meta.uid ?? "";
+    case "spec.nodeName":
+      return pod.spec?.nodeName ?? "localhost";
+    case "status.podIP":
+    case "status.hostIP":
+      return "127.0.0.1";
+  }
+  const match = /^metadata\.(labels|annotations)\['(.+)'\]$/.exec(fieldPath);
+  if (match) return (match[1] === "labels" ? meta.labels : meta.annotations)?.[match[2]!] ?? "";
+  return undefined;
+}
+
+/**
+ * Kubernetes' `$(VAR)` expansion of env values, command and args: `$(NAME)` becomes the value
+ * of NAME when defined (else stays as written), `$$` becomes `$`, any other `$` stays.
+ *
+ * @param input The string to expand.
+ * @param vars The variables defined so far.
+ * @returns The expanded string.
+ */
+export function expandVariables(input: string, vars: ReadonlyMap<string, string>): string {
+  let out = "";
+  for (let i = 0; i < input.length; i++) {
+    const ch = input[i];
+    if (ch !== "$" || i + 1 >= input.length) {
+      out += ch;
+      continue;
+    }
+    const next = input[i + 1];
+    if (next === "$") {
+      out += "$";
+      i++;
+    } else if (next === "(") {
+      const end = input.indexOf(")", i + 2);
+      if (end < 0) {
+        out += input.slice(i);
+        break;
+      }
+      const name = input.slice(i + 2, end);
+      const value = vars.get(name);
+      out += value !== undefined ? value : input.slice(i, end + 1);
+      i = end;
+    } else {
+      out += "$";
+    }
+  }
+  return out;
+}
+
+async function readMessage(file: string): Promise<string> {
+  try {
+    using handle = await Deno.open(file);
+    const buffer = new Uint8Array(MAX_MESSAGE_BYTES);
+    let length = 0;
+    while (length < buffer.length) {
+      const n = await handle.read(buffer.subarray(length));
+      if (n === null) break;
+      length += n;
+    }
+    return new TextDecoder().decode(buffer.subarray(0, length));
+  } catch {
+    return "";
+  }
+}
+
+async function logTail(file: string): Promise<string> {
+  const text = await Deno.readTextFile(file).catch(() => "");
+  let tail = text.replace(/\n$/, "").split("\n").slice(-FALLBACK_LINES).join("\n");
+  while (new TextEncoder().encode(tail).length > FALLBACK_BYTES) tail = tail.slice(1);
+  return tail;
+}

@@ -1,0 +1,517 @@
+/**
+ * Integration tests of the local backend with the host runtime: real processes in private
+ * mount + PID namespaces (needs `unshare` and root or user namespaces).
+ */
+import assert from "node:assert/strict";
+import type { V1Container, V1Pod, V1PodStatus } from "@kubernetes/client-node";
+import { HostRuntime, LocalBackend } from "../src/orchestrator/backends/local/mod.ts";
+import type { PodEvent } from "../src/orchestrator/backend.ts";
+import { requireComponent, which } from "./_harness/component.ts";
+
+async function hostRuntimeWorks(): Promise<boolean> {
+  if (!which("unshare")) return false;
+  try {
+    await new HostRuntime().ensureAvailable();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const ENABLED = requireComponent(
+  await hostRuntimeWorks(),
+  "host runtime: needs util-linux `unshare` and root or user namespaces with overlayfs",
+);
+
+/** Polls `check` until it returns a value other than undefined (20 s deadline). */
+async function waitFor<T>(what: string, check: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    const value = await check();
+    if (value !== undefined) return value;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+function finished(backend: LocalBackend, name: string): Promise<V1PodStatus> {
+  return waitFor(`pod ${name} to finish`, async () => {
+    const status = (await backend.getPod(name))?.status;
+    return status?.phase === "Succeeded" || status?.phase === "Failed" ? status : undefined;
+  });
+}
+
+function pod(
+  name: string,
+  spec: { init?: V1Container[]; main: V1Container[]; configMap?: string },
+): V1Pod {
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name, labels: { "app.kubernetes.io/managed-by": "planetary" } },
+    spec: {
+      restartPolicy: "Never",
+      volumes: [
+        { name: "data", emptyDir: {} },
+        { name: "state", emptyDir: {} },
+        ...(spec.configMap ? [{ name: "spec", configMap: { name: spec.configMap } }] : []),
+      ],
+      initContainers: spec.init ?? [],
+      containers: spec.main,
+    },
+  };
+}
+
+function sh(name: string, script: string, extra: Partial<V1Container> = {}): V1Container {
+  return {
+    name,
+    image: "debian:12",
+    command: ["/bin/sh", "-c", script],
+    volumeMounts: [{ name: "data", mountPath: "/data" }],
+    ...extra,
+  };
+}
+
+async function withBackend(
+  fn: (backend: LocalBackend, tmp: string) => Promise<void>,
+  options: { maxConcurrentPods?: number; shared?: boolean } = {},
+): Promise<void> {
+  const tmp = await Deno.makeTempDir({ prefix: "planetary-local-test-" });
+  const backend = new LocalBackend({
+    workDir: `${tmp}/work`,
+    runtime: "host",
+    maxConcurrentPods: options.maxConcurrentPods ?? 4,
+    ...(options.shared ? { sharedHostPaths: [`${tmp}/shared`] } : {}),
+  });
+  await Deno.mkdir(`${tmp}/shared`);
+  try {
+    await fn(backend, tmp);
+  } finally {
+    await backend.close();
+    await Deno.remove(tmp, { recursive: true });
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test({
+  name: "LocalBackend.createPod() runs init containers in order, then main, through an emptyDir",
+  ignore: !ENABLED,
+  async fn() {
+    assert(!await exists("/data"), "this test needs /data to be absent on the host");
+    const marker = `/work/planetary-test-${crypto.randomUUID()}`;
+    await withBackend(async (backend) => {
+      const work = { name: "state", mountPath: "/work" };
+      await backend.createPod({
+        pod: pod("ordered", {
+          init: [
+            sh("inputs", "echo one > /data/log && echo w > /work/$(basename $MARKER)", {
+              volumeMounts: [{ name: "data", mountPath: "/data" }, work],
+              env: [{ name: "MARKER", value: marker }],
+            }),
+            sh("executor-0", "echo two >> /data/log"),
+            sh("executor-1", "echo three >> /data/log"),
+          ],
+          main: [
+            sh("outputs", "cat /data/log; ls /work", {
+              volumeMounts: [{ name: "data", mountPath: "/data" }, work],
+            }),
+          ],
+        }),
+        configMap: { metadata: { name: "ordered-spec" }, data: {} },
+      });
+      const status = await finished(backend, "ordered");
+      assert.deepStrictEqual(status.phase, "Succeeded");
+      assert.deepStrictEqual(
+        status.initContainerStatuses?.map((s) => [s.name, s.state?.terminated?.reason]),
+        [["inputs", "Completed"], ["executor-0", "Completed"], ["executor-1", "Completed"]],
+      );
+      assert.deepStrictEqual(status.containerStatuses?.[0]?.state?.terminated?.exitCode, 0);
+      const log = await backend.readLog("ordered", "outputs");
+      assert.deepStrictEqual(log, `one\ntwo\nthree\n${marker.slice("/work/".length)}\n`);
+      assert.deepStrictEqual(
+        status.conditions?.find((c) => c.type === "Initialized")?.status,
+        "True",
+      );
+    });
+    assert(!await exists("/data"), "/data appeared on the host");
+    assert(!await exists(marker), `${marker} appeared on the host`);
+    assert(await exists("/work/main/deno.json"), "the host's /work was disturbed");
+  },
+});
+
+Deno.test({
+  name: "LocalBackend.createPod() mounts the ConfigMap read-only, whole and by subPath",
+  ignore: !ENABLED,
+  async fn() {
+    await withBackend(async (backend) => {
+      const script = "cat /planetary/spec/transfer.json; echo; cat /one.json; echo; " +
+        "if (echo x > /planetary/spec/transfer.json) 2>/dev/null; then echo writable; " +
+        "else echo readonly; fi; " +
+        "if (echo x > /one.json) 2>/dev/null; then echo writable; else echo readonly; fi";
+      await backend.createPod({
+        pod: pod("cm", {
+          configMap: "cm-spec",
+          main: [sh("outputs", script, {
+            volumeMounts: [
+              { name: "spec", mountPath: "/planetary/spec" },
+              { name: "spec", mountPath: "/one.json", subPath: "transfer.json" },
+            ],
+          })],
+        }),
+        configMap: { metadata: { name: "cm-spec" }, data: { "transfer.json": '{"version":1}' } },
+      });
+      assert.deepStrictEqual((await finished(backend, "cm")).phase, "Succeeded");
+      assert.deepStrictEqual(
+        await backend.readLog("cm", "outputs"),
+        '{"version":1}\n{"version":1}\nreadonly\nreadonly\n',
+      );
+    });
+  },
+});
+
+Deno.test({
+  name: "LocalBackend.createPod() passes env, args and workingDir literally, hostile or not",
+  ignore: !ENABLED,
+  async fn() {
+    const hostile = `it's "quoted" $(touch /tmp/pwned) \`id\` $HOME ;| & \n second line\\`;
+    await withBackend(async (backend) => {
+      await backend.createPod({
+        pod: pod("env", {
+          main: [{
+            name: "outputs",
+            image: "debian:12",
+            command: ["/bin/sh", "-c", 'printf "[%s]\\n" "$HOSTILE" "$1" "$PWD" "$PATH" "$ONLY"'],
+            args: ["sh-name", hostile],
+            workingDir: "/somewhere/deep",
+            env: [
+              { name: "HOSTILE", value: hostile },
+              { name: "PATH", value: "/usr/bin:/bin" },
+              { name: "ONLY", value: "x$(ONLY_MISSING)$$y" },
+            ],
+          }],
+        }),
+        configMap: { metadata: { name: "env-spec" }, data: {} },
+      });
+      assert.deepStrictEqual((await finished(backend, "env")).phase, "Succeeded");
+      assert.deepStrictEqual(
+        await backend.readLog("env", "outputs"),
+        `[${hostile}]\n[${hostile}]\n[/somewhere/deep]\n[/usr/bin:/bin]\n[x$(ONLY_MISSING)$y]\n`,
+      );
+    });
+    assert(!await exists("/tmp/pwned"));
+    assert(!await exists("/somewhere"), "workingDir was created on the host");
+  },
+});
+
+Deno.test({
+  name: "LocalBackend.createPod() fails the pod on a failed init container and skips the rest",
+  ignore: !ENABLED,
+  async fn() {
+    await withBackend(async (backend) => {
+      await backend.createPod({
+        pod: pod("initfail", {
+          init: [
+            sh("inputs", "echo fetched"),
+            sh("executor-0", "echo 'disk full' > /dev/termination-log; exit 3"),
+            sh("executor-1", "echo never > /data/never"),
+          ],
+          main: [sh("outputs", "echo never")],
+        }),
+        configMap: { metadata: { name: "initfail-spec" }, data: {} },
+      });
+      const status = await finished(backend, "initfail");
+      assert.deepStrictEqual(status.phase, "Failed");
+      const [inputs, executor0, executor1] = status.initContainerStatuses ?? [];
+      assert.deepStrictEqual(inputs?.state?.terminated?.reason, "Completed");
+      assert.deepStrictEqual(executor0?.state?.terminated?.exitCode, 3);
+      assert.deepStrictEqual(executor0?.state?.terminated?.reason, "Error");
+      assert.deepStrictEqual(executor0?.state?.terminated?.message, "disk full\n");
+      assert(executor0?.state?.terminated?.startedAt instanceof Date);
+      assert(executor0?.state?.terminated?.finishedAt instanceof Date);
+      assert.deepStrictEqual(executor1?.state?.waiting?.reason, "PodInitializing");
+      assert.deepStrictEqual(
+        status.containerStatuses?.[0]?.state?.waiting?.reason,
+        "PodInitializing",
+      );
+      const initialized = status.conditions?.find((c) => c.type === "Initialized");
+      assert.deepStrictEqual(initialized?.status, "False");
+      assert.deepStrictEqual(await backend.readLog("initfail", "inputs"), "fetched\n");
+      assert.deepStrictEqual(await backend.readLog("initfail", "executor-1"), "");
+    });
+  },
+});
+
+Deno.test({
+  name: "LocalBackend.createPod() falls back to the log tail for the message when asked",
+  ignore: !ENABLED,
+  async fn() {
+    await withBackend(async (backend) => {
+      await backend.createPod({
+        pod: pod("fallback", {
+          main: [
+            sh("outputs", "seq 1 200; echo boom >&2; exit 1", {
+              terminationMessagePolicy: "FallbackToLogsOnError",
+              terminationMessagePath: "/var/run/planetary/report",
+            }),
+            sh("sidecar", "echo quiet; exit 2"),
+          ],
+        }),
+        configMap: { metadata: { name: "fallback-spec" }, data: {} },
+      });
+      const status = await finished(backend, "fallback");
+      assert.deepStrictEqual(status.phase, "Failed");
+      const message = status.containerStatuses?.[0]?.state?.terminated?.message ?? "";
+      const lines = message.split("\n");
+      assert.deepStrictEqual(lines.length, 80);
+      assert.deepStrictEqual(lines.at(-1), "boom");
+      assert.deepStrictEqual(lines[0], "122");
+      assert.deepStrictEqual(status.containerStatuses?.[1]?.state?.terminated?.exitCode, 2);
+      assert.deepStrictEqual(status.containerStatuses?.[1]?.state?.terminated?.message, undefined);
+    });
+  },
+});
+
+/** Host pids of processes whose environment holds `marker`. */
+async function pidsWithMarker(marker: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const environ = await Deno.readTextFile(`/proc/${entry.name}/environ`);
+      if (environ.split("\0").includes(marker)) pids.push(Number(entry.name));
+    } catch {
+      // gone or not ours
+    }
+  }
+  return pids;
+}
+
+Deno.test({
+  name: "LocalBackend.deletePod() kills the whole process tree and removes the pod",
+  ignore: !ENABLED,
+  async fn() {
+    const marker = `PLANETARY_TEST_MARKER=${crypto.randomUUID()}`;
+    await withBackend(async (backend, tmp) => {
+      const events: PodEvent[] = [];
+      const watch = new AbortController();
+      const watching = backend.watchPods((e) => events.push(e), watch.signal);
+      await backend.createPod({
+        pod: pod("tree", {
+          main: [sh(
+            "outputs",
+            // a child, a grandchild, and one that leaves the process group with setsid
+            'sleep 1000 & sh -c "sleep 1000 & wait" & setsid sleep 1000 & echo started; wait',
+            { env: [{ name: marker.split("=")[0]!, value: marker.split("=")[1]! }] },
+          )],
+        }),
+        configMap: { metadata: { name: "tree-spec" }, data: {} },
+      });
+      const pids = await waitFor("the process tree", async () => {
+        const found = await pidsWithMarker(marker);
+        return found.length >= 5 ? found : undefined;
+      });
+      assert.deepStrictEqual((await backend.getPod("tree"))?.status?.phase, "Running");
+      assert.deepStrictEqual(await backend.readLog("tree", "outputs"), "started\n");
+      await backend.deletePod("tree");
+      assert.deepStrictEqual(await pidsWithMarker(marker), []);
+      for (const pid of pids) {
+        const environ = await Deno.readTextFile(`/proc/${pid}/environ`).catch(() => "");
+        assert(!environ.includes(marker), `process ${pid} survived`);
+      }
+      assert.deepStrictEqual(await backend.getPod("tree"), undefined);
+      assert.deepStrictEqual(await backend.listPods(), []);
+      assert(!await exists(`${tmp}/work/pods/tree`), "pod directory left behind");
+      assert.deepStrictEqual(events.at(-1)?.type, "DELETED");
+      await backend.deletePod("tree"); // already gone: no error
+      watch.abort();
+      await watching;
+    });
+  },
+});
+
+Deno.test({
+  name: "LocalBackend.watchPods() sees ADDED, then MODIFIED up to Succeeded",
+  ignore: !ENABLED,
+  async fn() {
+    await withBackend(async (backend) => {
+      const events: PodEvent[] = [];
+      const watch = new AbortController();
+      const watching = backend.watchPods((e) => events.push(e), watch.signal);
+      await backend.createPod({
+        pod: pod("watched", { init: [sh("inputs", "true")], main: [sh("outputs", "true")] }),
+        configMap: { metadata: { name: "watched-spec" }, data: {} },
+      });
+      await finished(backend, "watched");
+      watch.abort();
+      await watching;
+      assert.deepStrictEqual(events[0]?.type, "ADDED");
+      assert.deepStrictEqual(events[0]?.pod.status?.phase, "Pending");
+      assert(events.slice(1).every((e) => e.type === "MODIFIED"));
+      const phases = events.map((e) => e.pod.status?.phase);
+      assert.deepStrictEqual([...new Set(phases)], ["Pending", "Running", "Succeeded"]);
+      const versions = events.map((e) => Number(e.pod.metadata?.resourceVersion));
+      assert.deepStrictEqual(versions, [...versions].sort((a, b) => a - b));
+
+      const late: PodEvent[] = [];
+      const again = new AbortController();
+      const second = backend.watchPods((e) => late.push(e), again.signal);
+      again.abort();
+      await second;
+      assert.deepStrictEqual(late.map((e) => [e.type, e.pod.status?.phase]), [[
+        "ADDED",
+        "Succeeded",
+      ]]);
+    });
+  },
+});
+
+Deno.test({
+  name: "LocalBackend.createPod() is idempotent by pod name",
+  ignore: !ENABLED,
+  async fn() {
+    await withBackend(async (backend, tmp) => {
+      const objects = {
+        pod: pod("twice", {
+          main: [sh("outputs", 'echo run >> "$SHARED/runs"', {
+            env: [{ name: "SHARED", value: `${tmp}/shared` }],
+          })],
+        }),
+        configMap: { metadata: { name: "twice-spec" }, data: {} },
+      };
+      await Promise.all([backend.createPod(objects), backend.createPod(objects)]);
+      const uid = (await backend.getPod("twice"))?.metadata?.uid;
+      await finished(backend, "twice");
+      await backend.createPod(objects);
+      assert.deepStrictEqual((await backend.getPod("twice"))?.metadata?.uid, uid);
+      assert.deepStrictEqual((await backend.listPods()).length, 1);
+      assert.deepStrictEqual(await Deno.readTextFile(`${tmp}/shared/runs`), "run\n");
+    }, { shared: true });
+  },
+});
+
+Deno.test({
+  name: "LocalBackend keeps extra pods Pending beyond maxConcurrentPods",
+  ignore: !ENABLED,
+  async fn() {
+    await withBackend(async (backend, tmp) => {
+      let running = 0;
+      let maxRunning = 0;
+      const phases = new Map<string, string>();
+      const watch = new AbortController();
+      const watching = backend.watchPods((e) => {
+        phases.set(e.pod.metadata!.name!, e.pod.status?.phase ?? "");
+        running = [...phases.values()].filter((p) => p === "Running").length;
+        maxRunning = Math.max(maxRunning, running);
+      }, watch.signal);
+      const gated = (name: string): V1Pod =>
+        pod(name, {
+          main: [sh(
+            "outputs",
+            'echo "$NAME" > "$SHARED/started-$NAME"; ' +
+              'while [ ! -e "$SHARED/go" ]; do sleep 0.05; done',
+            {
+              env: [{ name: "SHARED", value: `${tmp}/shared` }, { name: "NAME", value: name }],
+            },
+          )],
+        });
+      for (const name of ["slot-a", "slot-b", "slot-c"]) {
+        await backend.createPod({
+          pod: gated(name),
+          configMap: { metadata: { name: `${name}-spec` }, data: {} },
+        });
+      }
+      await waitFor(
+        "slot-a to start",
+        async () => await exists(`${tmp}/shared/started-slot-a`) ? true : undefined,
+      );
+      const waiting = await backend.getPod("slot-b");
+      assert.deepStrictEqual(waiting?.status?.phase, "Pending");
+      const scheduled = waiting?.status?.conditions?.find((c) => c.type === "PodScheduled");
+      assert.deepStrictEqual(scheduled?.status, "False");
+      assert.match(scheduled?.message ?? "", /maxConcurrentPods/);
+      assert(!await exists(`${tmp}/shared/started-slot-b`));
+      await Deno.writeTextFile(`${tmp}/shared/go`, "");
+      for (const name of ["slot-a", "slot-b", "slot-c"]) {
+        assert.deepStrictEqual((await finished(backend, name)).phase, "Succeeded");
+      }
+      watch.abort();
+      await watching;
+      assert.deepStrictEqual(maxRunning, 1);
+    }, { maxConcurrentPods: 1, shared: true });
+  },
+});
+
+Deno.test({
+  name: "LocalBackend.close() kills running pods and refuses new ones",
+  ignore: !ENABLED,
+  async fn() {
+    const marker = `PLANETARY_TEST_MARKER=${crypto.randomUUID()}`;
+    await withBackend(async (backend) => {
+      await backend.createPod({
+        pod: pod("closing", {
+          main: [sh("outputs", "sleep 1000 & wait", {
+            env: [{ name: marker.split("=")[0]!, value: marker.split("=")[1]! }],
+          })],
+        }),
+        configMap: { metadata: { name: "closing-spec" }, data: {} },
+      });
+      await waitFor(
+        "the process",
+        async () => (await pidsWithMarker(marker)).length >= 2 ? true : undefined,
+      );
+      await backend.close();
+      assert.deepStrictEqual(await pidsWithMarker(marker), []);
+      const error = await backend.createPod({
+        pod: pod("late", { main: [sh("outputs", "true")] }),
+        configMap: { metadata: { name: "late-spec" }, data: {} },
+      }).catch((e: unknown) => e);
+      assert(error instanceof Error);
+      assert.match(error.message, /closed/);
+    });
+  },
+});
+
+Deno.test({
+  name: "LocalBackend.createPod() mounts at hostile paths and rejects subPath traversal",
+  ignore: !ENABLED,
+  async fn() {
+    const weird = "/odd dir/$(touch /tmp/pwned2) 'q' \"d\";x";
+    await withBackend(async (backend) => {
+      await backend.createPod({
+        pod: pod("weird", {
+          main: [sh("outputs", 'echo ok > "$TARGET/f" && cat "$TARGET/f"', {
+            volumeMounts: [{ name: "data", mountPath: weird }],
+            env: [{ name: "TARGET", value: weird }],
+          })],
+        }),
+        configMap: { metadata: { name: "weird-spec" }, data: {} },
+      });
+      assert.equal((await finished(backend, "weird")).phase, "Succeeded");
+      assert.equal(await backend.readLog("weird", "outputs"), "ok\n");
+
+      await backend.createPod({
+        pod: pod("escape", {
+          main: [sh("outputs", "true", {
+            volumeMounts: [{ name: "data", mountPath: "/x", subPath: "../../etc" }],
+          })],
+        }),
+        configMap: { metadata: { name: "escape-spec" }, data: {} },
+      });
+      const status = await finished(backend, "escape");
+      assert.equal(status.phase, "Failed");
+      const waiting = status.containerStatuses?.[0]?.state?.waiting;
+      assert.equal(waiting?.reason, "CreateContainerConfigError");
+      assert.match(waiting?.message ?? "", /subPath/);
+    });
+    assert(!await exists("/odd dir"));
+    assert(!await exists("/tmp/pwned2"));
+  },
+});
