@@ -5,14 +5,14 @@
  *
  * @module
  */
-import type { V1ConfigMap, V1Pod } from "@kubernetes/client-node";
+import type { ConfigMap, Pod } from "../pod/kubernetes_types.ts";
 
 /** The objects of one task, as built by the pod builder. */
 export interface TaskPodObjects {
   /** The task pod. */
-  pod: V1Pod;
+  pod: Pod;
   /** The per-task ConfigMap with the transfer spec; owned by the pod once it exists. */
-  configMap: V1ConfigMap;
+  configMap: ConfigMap;
 }
 
 /** A change to a watched pod. */
@@ -20,7 +20,7 @@ export interface PodEvent {
   /** What happened. */
   type: "ADDED" | "MODIFIED" | "DELETED";
   /** The pod as it is now (as it was last, for DELETED). */
-  pod: V1Pod;
+  pod: Pod;
 }
 
 /** Runs task pods and reports their status. */
@@ -32,9 +32,9 @@ export interface Backend {
   /** Deletes the pod and its objects; a pod that is already gone is no error. */
   deletePod(name: string): Promise<void>;
   /** The pod as it is now, or undefined when it does not exist. */
-  getPod(name: string): Promise<V1Pod | undefined>;
+  getPod(name: string): Promise<Pod | undefined>;
   /** Every pod managed by Planetary. */
-  listPods(): Promise<V1Pod[]>;
+  listPods(): Promise<Pod[]>;
   /**
    * Calls `onEvent` for every change to a managed pod until `signal` aborts. Implementations
    * resume after errors (relist on 410 Gone) and never reject except when aborted.

@@ -356,6 +356,14 @@ export function buildTaskPod(
     resources: resolved.transporterResources,
     securityContext: TRANSPORTER_SECURITY,
     terminationMessagePolicy: "FallbackToLogsOnError",
+    ...(Object.keys(resolved.transporterEnv).length
+      ? {
+        env: Object.entries(resolved.transporterEnv).map(([name, value]) => ({
+          name,
+          value: esc(value),
+        })),
+      }
+      : {}),
     ...(resolved.storageSecrets.length
       ? { envFrom: resolved.storageSecrets.map((secret) => ({ secretRef: { name: secret } })) }
       : {}),

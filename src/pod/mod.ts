@@ -19,6 +19,7 @@
  * @module
  */
 export * from "./layout.ts";
+export * from "./kubernetes_types.ts";
 export * from "./build_task_pod.ts";
 export * from "./executor_wrapper.ts";
 export * from "./kubernetes_expansion.ts";
@@ -27,3 +28,4 @@ export * from "./pod_builder_config.ts";
 export * from "./pod_name.ts";
 export * from "./task_mounts.ts";
 export * from "./task_status_from_pod.ts";
+export type { TaskPodObjects } from "../orchestrator/backend.ts";

@@ -73,6 +73,12 @@ export interface PodBuilderConfig {
   transporterImagePullPolicy?: "Always" | "IfNotPresent" | "Never";
   /** Resources of each transporter container. @default requests cpu 100m, memory 128Mi; limit memory 1Gi */
   transporterResources?: ResourceRequirements;
+  /**
+   * Plain (non-secret) environment of the transporter containers, for example
+   * `PLANETARY_FILE_ALLOW_LIST`. Credentials belong in {@linkcode PodBuilderConfig.storageSecrets}.
+   * @default {}
+   */
+  transporterEnv?: Record<string, string>;
   /** Names of Secrets whose keys become the transporter's environment (storage credentials). @default [] */
   storageSecrets?: string[];
   /** CPU cores of a task that gives none. @default 1 */
@@ -160,6 +166,7 @@ export function resolvePodBuilderConfig(config: PodBuilderConfig = {}): Resolved
       requests: { cpu: "100m", memory: "128Mi" },
       limits: { memory: "1Gi" },
     },
+    transporterEnv: {},
     storageSecrets: [],
     defaultCpuCores: 1,
     defaultRamGb: 2,

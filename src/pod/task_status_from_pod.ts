@@ -4,7 +4,8 @@
  *
  * @module
  */
-import type { V1ContainerStatus, V1Pod } from "@kubernetes/client-node";
+import type { V1ContainerStatus } from "@kubernetes/client-node";
+import type { Pod } from "./kubernetes_types.ts";
 import type { TesExecutorLog, TesOutputFileLog, TesState } from "../tes/model.ts";
 import {
   executorContainerName,
@@ -93,7 +94,7 @@ function toDate(value: DateLike): Date | undefined {
   return Number.isNaN(date.getTime()) ? undefined : date;
 }
 
-function statuses(pod: V1Pod): Map<string, V1ContainerStatus> {
+function statuses(pod: Pod): Map<string, V1ContainerStatus> {
   const all = [
     ...(pod.status?.initContainerStatuses ?? []),
     ...(pod.status?.containerStatuses ?? []),
@@ -106,7 +107,7 @@ function executorIndex(container: string): number | undefined {
   return match ? Number(match[1]) : undefined;
 }
 
-function latestFinish(pod: V1Pod): Date | undefined {
+function latestFinish(pod: Pod): Date | undefined {
   let latest: Date | undefined;
   for (const status of statuses(pod).values()) {
     const finished = toDate(status.state?.terminated?.finishedAt);
@@ -170,7 +171,7 @@ const DISRUPTION_REASONS = new Set([
  * ```
  */
 export function taskStatusFromPod(
-  pod: V1Pod | undefined,
+  pod: Pod | undefined,
   report?: TransferReport,
   options: TaskStatusOptions = {},
 ): TaskStatus {

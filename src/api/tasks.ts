@@ -1,0 +1,188 @@
+/**
+ * The TES task routes: list, create, get and cancel (`POST /tasks/{id}:cancel`).
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import { TES_STATES, type TesState, type TesTask } from "../tes/model.ts";
+import { formatProblems, validateTask } from "../tes/validate.ts";
+import { parseView, renderTask } from "../tes/view.ts";
+import type { ListTasksQuery, TaskStore } from "../store/task_store.ts";
+import type { ResolvedApiConfig } from "./config.ts";
+import { HttpError } from "./errors.ts";
+import type { ApiLogger } from "./request_log.ts";
+import { type ApiEnv, jsonResponse, methodNotAllowed, readJsonBody } from "./_http.ts";
+
+/** Default page size of a task listing (TES specification). */
+export const DEFAULT_PAGE_SIZE = 256;
+/** Largest page size of a task listing. */
+export const MAX_PAGE_SIZE = 2047;
+
+/** Options of {@linkcode createTaskRoutes}. */
+export interface TaskRoutesOptions {
+  /** Where tasks live. */
+  store: TaskStore;
+  /** The resolved API configuration. */
+  config: ResolvedApiConfig;
+  /** Where warnings go. */
+  logger: ApiLogger;
+}
+
+const CANCEL_SUFFIX = ":cancel";
+
+/**
+ * Builds the task routes, to be mounted under a TES base path (`/ga4gh/tes/v1`, `/v1`).
+ *
+ * @param options The store, configuration and logger.
+ * @returns A Hono app serving `/tasks`, `/tasks/{id}` and `/tasks/{id}:cancel`.
+ * @example
+ * ```ts ignore
+ * import { Hono } from "hono";
+ * const app = new Hono().route("/v1", createTaskRoutes({ store, config, logger }));
+ * ```
+ */
+export function createTaskRoutes(options: TaskRoutesOptions): Hono<ApiEnv> {
+  const { store, config, logger } = options;
+  const validateOptions = {
+    supportedBackendParameters: config.supportedBackendParameters,
+    ...(config.maxContentBytes === undefined ? {} : { maxContentBytes: config.maxContentBytes }),
+    ...(config.allowedUrlSchemes === undefined
+      ? {}
+      : { allowedUrlSchemes: config.allowedUrlSchemes }),
+  };
+  const app = new Hono<ApiEnv>();
+
+  app.get("/tasks", async (c) => {
+    const query = parseListQuery(new URL(c.req.url).searchParams);
+    const owner = c.get("user");
+    const page = await store.list(owner === undefined ? query : { ...query, owner });
+    const body: { tasks: TesTask[]; next_page_token?: string } = {
+      tasks: page.tasks.map((task) => renderTask(task, query.view)),
+    };
+    if (page.nextPageToken !== undefined) body.next_page_token = page.nextPageToken;
+    return jsonResponse(200, body);
+  });
+
+  app.post("/tasks", async (c) => {
+    const body = await readJsonBody(c.req.raw, config.maxBodyBytes);
+    const result = validateTask(body, validateOptions);
+    if (!result.ok) throw new HttpError(400, formatProblems(result.problems));
+    const owner = c.get("user");
+    const id = await store.create(result.task, owner === undefined ? {} : { owner });
+    if (result.warnings.length > 0) {
+      logger.warn("task accepted with warnings", {
+        request_id: c.get("requestId"),
+        task_id: id,
+        warnings: result.warnings,
+      });
+    }
+    return jsonResponse(200, { id });
+  });
+
+  app.all("/tasks", (c) => methodNotAllowed(c.req.method, ["GET", "POST"]));
+
+  app.get("/tasks/:id", async (c) => {
+    const id = c.req.param("id");
+    if (id.endsWith(CANCEL_SUFFIX)) methodNotAllowed(c.req.method, ["POST"]);
+    const view = parseViewParam(c.req.query("view"));
+    const task = await store.get(id, view, c.get("user"));
+    return jsonResponse(200, renderTask(task, view));
+  });
+
+  // `POST /tasks/{id}:cancel`: the colon is part of the last path segment, so the router sees
+  // one parameter and the handler splits off the custom verb (Google API style, as in TES).
+  app.post("/tasks/:id", async (c) => {
+    const segment = c.req.param("id");
+    if (!segment.endsWith(CANCEL_SUFFIX)) {
+      if (segment.includes(":")) throw new HttpError(404, `No route for POST ${c.req.path}`);
+      methodNotAllowed(c.req.method, ["GET"]);
+    }
+    const id = segment.slice(0, -CANCEL_SUFFIX.length);
+    if (id === "") throw new HttpError(404, `No route for POST ${c.req.path}`);
+    await store.cancel(id, c.get("user"));
+    return jsonResponse(200, {});
+  });
+
+  app.all("/tasks/:id", (c) => {
+    methodNotAllowed(c.req.method, c.req.param("id").endsWith(CANCEL_SUFFIX) ? ["POST"] : ["GET"]);
+  });
+
+  return app;
+}
+
+/**
+ * Parses the `view` query parameter.
+ *
+ * @param value The raw value; absent or empty means MINIMAL.
+ * @returns The view.
+ * @throws {HttpError} 400 for an unknown view.
+ */
+function parseViewParam(value: string | undefined): NonNullable<ReturnType<typeof parseView>> {
+  const view = parseView(value);
+  if (view === undefined) {
+    throw new HttpError(
+      400,
+      `view: must be one of MINIMAL, BASIC, FULL, got "${truncate(value ?? "")}"`,
+    );
+  }
+  return view;
+}
+
+/**
+ * Parses the query string of `GET /tasks`.
+ *
+ * @param params The query parameters.
+ * @returns The store query (without owner).
+ * @throws {HttpError} 400 naming the first bad parameter.
+ */
+export function parseListQuery(params: URLSearchParams): ListTasksQuery {
+  const view = parseViewParam(params.get("view") ?? undefined);
+  const query: ListTasksQuery = { pageSize: parsePageSize(params.get("page_size")), view };
+
+  const namePrefix = params.get("name_prefix");
+  if (namePrefix !== null && namePrefix !== "") query.namePrefix = namePrefix;
+
+  const state = params.get("state");
+  if (state !== null && state !== "") {
+    if (!(TES_STATES as readonly string[]).includes(state)) {
+      throw new HttpError(
+        400,
+        `state: must be one of ${TES_STATES.join(", ")}, got "${truncate(state)}"`,
+      );
+    }
+    query.state = state as TesState;
+  }
+
+  // Repeated tag_key/tag_value pairs are zipped by position; a key without a value (missing or
+  // empty) only asks that the key exists; values beyond the last key are ignored.
+  const keys = params.getAll("tag_key");
+  const values = params.getAll("tag_value");
+  if (keys.length > 0) {
+    const tags: Record<string, string> = {};
+    keys.forEach((key, index) => {
+      if (key === "") throw new HttpError(400, `tag_key: must not be empty (position ${index})`);
+      tags[key] = values[index] ?? "";
+    });
+    query.tags = tags;
+  }
+
+  const pageToken = params.get("page_token");
+  if (pageToken !== null && pageToken !== "") query.pageToken = pageToken;
+  return query;
+}
+
+function parsePageSize(value: string | null): number {
+  if (value === null || value === "") return DEFAULT_PAGE_SIZE;
+  const size = /^[0-9]{1,9}$/.test(value) ? Number(value) : NaN;
+  if (!(size >= 1 && size <= MAX_PAGE_SIZE)) {
+    throw new HttpError(
+      400,
+      `page_size: must be an integer from 1 to ${MAX_PAGE_SIZE}, got "${truncate(value)}"`,
+    );
+  }
+  return size;
+}
+
+function truncate(value: string): string {
+  return value.length > 64 ? `${value.slice(0, 64)}…` : value;
+}

@@ -1,0 +1,174 @@
+/**
+ * How `planetary serve` is configured: command-line flags, then environment variables, then a
+ * JSON config file, then defaults (the first that sets a value wins).
+ *
+ * @module
+ */
+import { z } from "zod";
+import type { ApiConfig } from "../api/config.ts";
+import type { ServeOptions } from "./start_server.ts";
+
+/** Raised when a flag, environment variable or config file holds a bad value. */
+export class ServeConfigError extends Error {
+  /** Stable error code. */
+  readonly code = "SERVE_CONFIG";
+  /**
+   * Builds the error.
+   *
+   * @param message What is wrong, naming the flag, variable or field.
+   * @param options Standard error options (`cause`).
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ServeConfigError";
+  }
+}
+
+/** The values given as flags (strings as typed, undefined when absent). */
+export interface ServeFlags {
+  /** `--host`. */
+  host?: string | undefined;
+  /** `--port`. */
+  port?: string | undefined;
+  /** `--data-dir`. */
+  dataDir?: string | undefined;
+  /** `--database-url`. */
+  databaseUrl?: string | undefined;
+  /** `--log-requests` (`true` or `false`). */
+  logRequests?: string | undefined;
+  /** `--config`: path of a JSON config file. */
+  config?: string | undefined;
+}
+
+const stringMap = z.record(z.string(), z.string());
+
+/** Schema of the JSON config file of `planetary serve`. */
+const ServeConfigFileSchema = z.strictObject({
+  host: z.string().min(1).optional(),
+  port: z.number().int().min(0).max(65535).optional(),
+  dataDir: z.string().min(1).optional(),
+  databaseUrl: z.string().min(1).optional(),
+  api: z.strictObject({
+    serviceInfo: z.strictObject({
+      id: z.string().optional(),
+      name: z.string().optional(),
+      description: z.string().optional(),
+      organization: z.strictObject({ name: z.string(), url: z.string() }).optional(),
+      contactUrl: z.string().optional(),
+      documentationUrl: z.string().optional(),
+      environment: z.string().optional(),
+      createdAt: z.string().optional(),
+      updatedAt: z.string().optional(),
+      version: z.string().optional(),
+      storage: z.array(z.string()).optional(),
+    }).optional(),
+    supportedBackendParameters: z.array(z.string()).optional(),
+    maxBodyBytes: z.number().int().positive().optional(),
+    maxContentBytes: z.number().int().positive().optional(),
+    allowedUrlSchemes: z.array(z.string()).optional(),
+    corsOrigins: z.array(z.string()).optional(),
+    logRequests: z.boolean().optional(),
+    authTokens: stringMap.optional(),
+  }).optional(),
+});
+
+/**
+ * Parses the content of a config file.
+ *
+ * @param text The file's text (JSON).
+ * @param source Where it came from, for messages.
+ * @returns The options it sets.
+ * @throws {ServeConfigError} For invalid JSON or an unknown or mistyped field.
+ * @example
+ * ```ts
+ * import { parseServeConfig } from "./serve_config.ts";
+ * parseServeConfig('{"port": 9000, "api": {"logRequests": false}}', "inline").port; // 9000
+ * ```
+ */
+export function parseServeConfig(text: string, source: string): ServeOptions {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new ServeConfigError(`${source}: not valid JSON`, { cause });
+  }
+  const parsed = ServeConfigFileSchema.safeParse(json);
+  if (!parsed.success) {
+    const detail = parsed.error.issues
+      .map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`)
+      .join("; ");
+    throw new ServeConfigError(`${source}: ${detail}`);
+  }
+  return dropUndefined(parsed.data) as ServeOptions;
+}
+
+/**
+ * Combines flags, environment (`PLANETARY_HOST`, `PLANETARY_PORT`, `PLANETARY_DATA_DIR`,
+ * `DATABASE_URL`) and the config file named by `--config` into the options of
+ * {@linkcode startServer}.
+ *
+ * @param flags The parsed flags.
+ * @param env Reads an environment variable. @default Deno.env.get
+ * @returns Options for `startServer` (signals handled, listening announced).
+ * @throws {ServeConfigError} For a bad port, boolean or config file.
+ * @example
+ * ```ts
+ * import { resolveServeOptions } from "./serve_config.ts";
+ * const options = await resolveServeOptions({ port: "0" }, () => undefined);
+ * options.port; // 0
+ * ```
+ */
+export async function resolveServeOptions(
+  flags: ServeFlags,
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): Promise<ServeOptions> {
+  let file: ServeOptions = {};
+  if (flags.config !== undefined) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(flags.config);
+    } catch (cause) {
+      throw new ServeConfigError(`--config ${flags.config}: cannot read the file`, { cause });
+    }
+    file = parseServeConfig(text, flags.config);
+  }
+  const pick = (flag: string | undefined, name: string): string | undefined =>
+    flag ?? (env(name) || undefined);
+
+  const options: ServeOptions = { ...file, handleSignals: true, announce: true };
+  const host = pick(flags.host, "PLANETARY_HOST");
+  if (host !== undefined) options.host = host;
+  const port = pick(flags.port, "PLANETARY_PORT");
+  if (port !== undefined) options.port = parsePort(port);
+  const dataDir = pick(flags.dataDir, "PLANETARY_DATA_DIR");
+  if (dataDir !== undefined) options.dataDir = dataDir;
+  const databaseUrl = pick(flags.databaseUrl, "DATABASE_URL");
+  if (databaseUrl !== undefined) options.databaseUrl = databaseUrl;
+  if (flags.logRequests !== undefined) {
+    const api: ApiConfig = { ...options.api, logRequests: parseBoolean(flags.logRequests) };
+    options.api = api;
+  }
+  return options;
+}
+
+function parsePort(value: string): number {
+  const port = /^[0-9]{1,5}$/.test(value) ? Number(value) : NaN;
+  if (!(port >= 0 && port <= 65535)) {
+    throw new ServeConfigError(`--port: must be an integer from 0 to 65535, got "${value}"`);
+  }
+  return port;
+}
+
+function parseBoolean(value: string): boolean {
+  if (value === "true" || value === "") return true;
+  if (value === "false") return false;
+  throw new ServeConfigError(`--log-requests: must be true or false, got "${value}"`);
+}
+
+function dropUndefined(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(dropUndefined);
+  if (typeof value !== "object" || value === null) return value;
+  return Object.fromEntries(
+    Object.entries(value).filter(([, v]) => v !== undefined).map(([k, v]) => [k, dropUndefined(v)]),
+  );
+}

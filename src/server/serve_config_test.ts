@@ -1,0 +1,46 @@
+import assert from "node:assert/strict";
+import { parseServeConfig, resolveServeOptions, ServeConfigError } from "./serve_config.ts";
+
+const noEnv = (): undefined => undefined;
+
+Deno.test("resolveServeOptions() prefers flags over environment over the config file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/planetary.json`;
+    await Deno.writeTextFile(
+      file,
+      JSON.stringify({ host: "0.0.0.0", port: 9000, dataDir: "/file", api: { maxBodyBytes: 10 } }),
+    );
+    const env: Record<string, string> = { PLANETARY_PORT: "9100", DATABASE_URL: "postgres://x/y" };
+    const options = await resolveServeOptions(
+      { config: file, port: "9200", logRequests: "false" },
+      (name) => env[name],
+    );
+    assert.equal(options.host, "0.0.0.0");
+    assert.equal(options.port, 9200);
+    assert.equal(options.dataDir, "/file");
+    assert.equal(options.databaseUrl, "postgres://x/y");
+    assert.deepEqual(options.api, { maxBodyBytes: 10, logRequests: false });
+    assert.equal(options.handleSignals, true);
+    const fromEnv = await resolveServeOptions({}, (name) => env[name]);
+    assert.equal(fromEnv.port, 9100);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("resolveServeOptions() refuses a bad port or boolean with the flag's name", async () => {
+  await assert.rejects(resolveServeOptions({ port: "http" }, noEnv), /--port/);
+  await assert.rejects(resolveServeOptions({ port: "70000" }, noEnv), ServeConfigError);
+  await assert.rejects(resolveServeOptions({ logRequests: "no" }, noEnv), /--log-requests/);
+  await assert.rejects(resolveServeOptions({ config: "/does/not/exist.json" }, noEnv), /--config/);
+});
+
+Deno.test("parseServeConfig() names unknown or mistyped fields", () => {
+  assert.throws(() => parseServeConfig('{"prot": 1}', "f.json"), /f\.json: .*prot/);
+  assert.throws(() => parseServeConfig('{"port": "80"}', "f.json"), /port/);
+  assert.throws(() => parseServeConfig("{", "f.json"), /not valid JSON/);
+  assert.deepEqual(parseServeConfig('{"api": {"corsOrigins": []}}', "f.json"), {
+    api: { corsOrigins: [] },
+  });
+});

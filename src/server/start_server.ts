@@ -1,0 +1,153 @@
+/**
+ * The assembly of `planetary serve`: opens the task store, builds the API, listens with
+ * `Deno.serve`, and shuts everything down in order.
+ *
+ * @module
+ */
+import { createApp } from "../api/app.ts";
+import type { ApiConfig } from "../api/config.ts";
+import type { ApiLogger } from "../api/request_log.ts";
+import { openTaskStore } from "../store/open_store.ts";
+import type { TaskStore } from "../store/task_store.ts";
+
+/** Options of {@linkcode startServer}. */
+export interface ServeOptions {
+  /** Interface to listen on. @default "127.0.0.1" */
+  host?: string;
+  /** Port to listen on; 0 picks a free one (read it back from `url`). @default 8000 */
+  port?: number;
+  /**
+   * Folder of the embedded database (PGlite), used when `databaseUrl` is not set.
+   * @default a `planetary` folder under `$XDG_DATA_HOME` or `~/.local/share`
+   */
+  dataDir?: string;
+  /** PostgreSQL connection URL; when set, `dataDir` is not used. @default undefined */
+  databaseUrl?: string;
+  /** API configuration (service-info fields, body limit, request logs, CORS, auth). @default {} */
+  api?: ApiConfig;
+  /**
+   * A store to use instead of opening one (it is not closed by `close()`).
+   * @default undefined (open one from `databaseUrl` or `dataDir`)
+   */
+  store?: TaskStore;
+  /** Where API logs go. @default JSON lines on stderr */
+  logger?: ApiLogger;
+  /** Close gracefully on SIGINT and SIGTERM (for the CLI; off for embedding). @default false */
+  handleSignals?: boolean;
+  /** Print `Planetary listening on URL` to stderr once listening. @default true */
+  announce?: boolean;
+}
+
+/** A running server. */
+export interface RunningServer {
+  /** Base URL, e.g. `http://127.0.0.1:8000` (with the real port when `port` was 0). */
+  url: string;
+  /** The store the server uses. */
+  store: TaskStore;
+  /** Stops accepting requests, waits for the ones in flight, then closes what it opened. */
+  close(): Promise<void>;
+  /** Resolves once the server is closed (by `close()` or a signal). */
+  finished: Promise<void>;
+}
+
+const SIGNALS: readonly Deno.Signal[] = ["SIGINT", "SIGTERM"];
+
+/**
+ * Returns the default data folder: `$XDG_DATA_HOME/planetary`, else
+ * `~/.local/share/planetary`.
+ *
+ * @returns An absolute path.
+ * @throws {Error} When neither `XDG_DATA_HOME` nor `HOME` is set.
+ * @example
+ * ```ts ignore
+ * defaultDataDir(); // "/home/alice/.local/share/planetary"
+ * ```
+ */
+export function defaultDataDir(): string {
+  const xdg = Deno.env.get("XDG_DATA_HOME");
+  if (xdg) return `${xdg}/planetary`;
+  const home = Deno.env.get("HOME");
+  if (!home) throw new Error("Cannot choose a data folder: set XDG_DATA_HOME or HOME");
+  return `${home}/.local/share/planetary`;
+}
+
+/**
+ * Starts the TES server.
+ *
+ * @param options Where to listen, which database, and the API configuration.
+ * @returns The running server, once it listens.
+ * @throws {Error} When the store cannot be opened or the port cannot be bound (anything
+ * opened so far is closed again).
+ * @example
+ * ```ts ignore
+ * import { startServer } from "./start_server.ts";
+ * const server = await startServer({ port: 0, dataDir: await Deno.makeTempDir() });
+ * console.log(server.url);
+ * await server.close();
+ * ```
+ */
+export async function startServer(options: ServeOptions = {}): Promise<RunningServer> {
+  const { host = "127.0.0.1", port = 8000, announce = true, handleSignals = false } = options;
+  let store: TaskStore;
+  let ownsStore = false;
+  if (options.store !== undefined) {
+    store = options.store;
+  } else if (options.databaseUrl !== undefined) {
+    store = await openTaskStore({ databaseUrl: options.databaseUrl });
+    ownsStore = true;
+  } else {
+    const dataDir = options.dataDir ?? defaultDataDir();
+    await Deno.mkdir(dataDir, { recursive: true });
+    store = await openTaskStore({ dataDir });
+    ownsStore = true;
+  }
+
+  // The orchestrator starts here, on the same store, once it exists:
+  //   const orchestrator = startOrchestrator({ store, backend, signal: stop.signal });
+  // and `close()` stops it (stop.abort(); await orchestrator.finished) before the store closes.
+
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    const app = createApp({
+      store,
+      ...(options.api === undefined ? {} : { config: options.api }),
+      ...(options.logger === undefined ? {} : { logger: options.logger }),
+    });
+    const listening = Promise.withResolvers<void>();
+    server = Deno.serve({
+      hostname: host,
+      port,
+      onListen: () => listening.resolve(),
+    }, (request) => app.fetch(request));
+    await listening.promise;
+  } catch (error) {
+    if (ownsStore) await store.close().catch(() => {});
+    throw error;
+  }
+
+  const address = server.addr;
+  const shownHost = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;
+  const url = `http://${shownHost}:${address.port}`;
+  if (announce) console.error(`Planetary listening on ${url}`);
+
+  const finished = Promise.withResolvers<void>();
+  let closing: Promise<void> | undefined;
+  const onSignal = (): void => {
+    void close();
+  };
+  function close(): Promise<void> {
+    closing ??= (async () => {
+      if (handleSignals) { for (const s of SIGNALS) Deno.removeSignalListener(s, onSignal); }
+      try {
+        await server.shutdown();
+      } finally {
+        if (ownsStore) await store.close();
+        finished.resolve();
+      }
+    })();
+    return closing;
+  }
+  if (handleSignals) { for (const s of SIGNALS) Deno.addSignalListener(s, onSignal); }
+
+  return { url, store, close, finished: finished.promise };
+}
