@@ -1,0 +1,592 @@
+/**
+ * The SQL implementation of {@linkcode TaskStore}, over the driver port (PostgreSQL or
+ * PGlite). Every statement is plain PostgreSQL; every state change is a compare-and-set
+ * `UPDATE … WHERE id = $1 AND state = ANY($2)` driven by the TES state machine.
+ *
+ * @module
+ */
+import type {
+  TesExecutorLog,
+  TesInput,
+  TesOutputFileLog,
+  TesState,
+  TesTask,
+  TesTaskLog,
+  TesView,
+} from "../tes/model.ts";
+import { allowedSources } from "../tes/state.ts";
+import type { SqlDriver } from "./driver.ts";
+import { decodePageToken, encodePageToken, fingerprintFilters } from "./page_token.ts";
+import { newTaskId } from "./task_id.ts";
+import {
+  type CancelResult,
+  type ClaimedTask,
+  type CreateTaskOptions,
+  type ListTasksPage,
+  type ListTasksQuery,
+  TaskNotFoundError,
+  type TaskStore,
+  type TaskUpdate,
+} from "./task_store.ts";
+
+/** Channel notified (empty payload) when a task is created. */
+export const WORK_CHANNEL = "planetary_tasks";
+/** Channel notified (payload: task id) when a cancel request changes a task. */
+export const CANCEL_CHANNEL = "planetary_cancel";
+
+/** States of a task that an orchestrator holds (claimed and not finished). */
+const LIVE_STATES = "('INITIALIZING', 'RUNNING', 'PAUSED', 'CANCELING')";
+
+function rfc3339(column: string): string {
+  return `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+}
+
+/** The columns read for a view: BASIC never touches the big columns (TOAST stays cold). */
+function columns(view: TesView): string {
+  const minimal = ["t.seq::text AS seq", "t.id", "t.state"];
+  if (view === "MINIMAL") return minimal.join(", ");
+  const basic = [
+    ...minimal,
+    "t.name",
+    "t.description",
+    "t.request",
+    "t.tags",
+    `${rfc3339("t.creation_time")} AS creation_time`,
+    `${rfc3339("t.start_time")} AS start_time`,
+    `${rfc3339("t.end_time")} AS end_time`,
+    "t.executor_logs",
+    "t.output_logs",
+    "t.metadata",
+    "t.system_logs IS NOT NULL AS has_system_logs",
+  ];
+  if (view === "BASIC") return basic.join(", ");
+  return [...basic, "t.input_contents", "t.executor_outputs", "t.system_logs"].join(", ");
+}
+
+/** The request part of a task, as stored in `tasks.request` (input content apart). */
+interface StoredRequest {
+  inputs?: Omit<TesInput, "content">[];
+  outputs?: TesTask["outputs"];
+  resources?: TesTask["resources"];
+  executors: TesTask["executors"];
+  volumes?: string[];
+}
+
+/** An executor log without its output, as stored in `tasks.executor_logs`. */
+type StoredExecutorLog = Omit<TesExecutorLog, "stdout" | "stderr">;
+/** Executor output, as stored in `tasks.executor_outputs`. */
+type StoredExecutorOutput = Pick<TesExecutorLog, "stdout" | "stderr">;
+
+interface TaskRow {
+  seq: string;
+  id: string;
+  state: TesState;
+  name?: string | null;
+  description?: string | null;
+  request?: StoredRequest;
+  tags?: Record<string, string> | null;
+  creation_time?: string;
+  start_time?: string | null;
+  end_time?: string | null;
+  executor_logs?: StoredExecutorLog[] | null;
+  output_logs?: TesOutputFileLog[] | null;
+  metadata?: Record<string, string> | null;
+  has_system_logs?: boolean;
+  input_contents?: (string | null)[] | null;
+  executor_outputs?: StoredExecutorOutput[] | null;
+  system_logs?: string[] | null;
+}
+
+function toTask(row: TaskRow, view: TesView): TesTask {
+  if (view === "MINIMAL") return { id: row.id, state: row.state } as TesTask;
+  const full = view === "FULL";
+  const request = row.request ?? { executors: [] };
+  // Built field by field in the specification's order (id, state, name, …, creation_time).
+  const task = { id: row.id, state: row.state } as TesTask;
+  if (row.name != null) task.name = row.name;
+  if (row.description != null) task.description = row.description;
+  if (request.inputs !== undefined) {
+    task.inputs = request.inputs.map((input, i) => {
+      const content = full ? row.input_contents?.[i] : undefined;
+      return content == null ? { ...input } : { ...input, content };
+    });
+  }
+  if (request.outputs !== undefined) task.outputs = request.outputs;
+  if (request.resources !== undefined) task.resources = request.resources;
+  task.executors = request.executors;
+  if (request.volumes !== undefined) task.volumes = request.volumes;
+  if (row.tags != null && Object.keys(row.tags).length > 0) task.tags = row.tags;
+  const started = row.start_time != null || row.end_time != null ||
+    row.executor_logs != null || row.output_logs != null || row.metadata != null ||
+    row.has_system_logs === true;
+  if (started) {
+    const log: TesTaskLog = {
+      logs: (row.executor_logs ?? []).map((entry, i) => {
+        const output = full ? row.executor_outputs?.[i] : undefined;
+        const executorLog: TesExecutorLog = { ...entry };
+        if (output?.stdout !== undefined) executorLog.stdout = output.stdout;
+        if (output?.stderr !== undefined) executorLog.stderr = output.stderr;
+        return executorLog;
+      }),
+      outputs: row.output_logs ?? [],
+    };
+    if (row.metadata != null) log.metadata = row.metadata;
+    if (row.start_time != null) log.start_time = row.start_time;
+    if (row.end_time != null) log.end_time = row.end_time;
+    if (full && row.system_logs != null) log.system_logs = row.system_logs;
+    task.logs = [log];
+  }
+  if (row.creation_time !== undefined) task.creation_time = row.creation_time;
+  return task;
+}
+
+/** Collects `$n` parameters while a statement is built. */
+class Params {
+  readonly values: unknown[] = [];
+  add(value: unknown): string {
+    this.values.push(value);
+    return `$${this.values.length}`;
+  }
+}
+
+function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+function json(value: unknown): string | null {
+  return value === undefined ? null : JSON.stringify(value);
+}
+
+/** Parameters and SET clauses of a {@linkcode TaskUpdate}, from `$first` on. */
+function updateClauses(update: TaskUpdate, params: Params): string[] {
+  const { executorLogs, outputs, systemLogs, metadata, startTime, endTime } = update;
+  const stored = executorLogs?.map(({ stdout: _o, stderr: _e, ...rest }) => rest);
+  const streams = executorLogs?.map(({ stdout, stderr }) => {
+    const out: StoredExecutorOutput = {};
+    if (stdout !== undefined) out.stdout = stdout;
+    if (stderr !== undefined) out.stderr = stderr;
+    return out;
+  });
+  const logs = params.add(json(stored));
+  const outs = params.add(json(streams));
+  const files = params.add(json(outputs));
+  const system = params.add(json(systemLogs));
+  const meta = params.add(json(metadata));
+  const start = params.add(startTime?.toISOString() ?? null);
+  const end = params.add(endTime?.toISOString() ?? null);
+  return [
+    `executor_logs = COALESCE(${logs}::text::jsonb, executor_logs)`,
+    `executor_outputs = COALESCE(${outs}::text::jsonb, executor_outputs)`,
+    `output_logs = COALESCE(${files}::text::jsonb, output_logs)`,
+    `system_logs = CASE WHEN ${system}::text IS NULL THEN system_logs
+       ELSE COALESCE(system_logs, '[]'::jsonb) || ${system}::text::jsonb END`,
+    `metadata = CASE WHEN ${meta}::text IS NULL THEN metadata
+       ELSE COALESCE(metadata, '{}'::jsonb) || ${meta}::text::jsonb END`,
+    `start_time = COALESCE(${start}::text::timestamptz, start_time)`,
+    `end_time = COALESCE(${end}::text::timestamptz, end_time)`,
+    "updated_at = now()",
+  ];
+}
+
+const CREATE_SQL = `
+WITH t AS (
+  INSERT INTO tasks (id, state, name, description, request, input_contents, tags, owner)
+  VALUES ($1, 'QUEUED', $2, $3, $4::text::jsonb, $5::text::jsonb, $6::text::jsonb, $7)
+  RETURNING seq
+), g AS (
+  INSERT INTO task_tags (task_seq, key, value)
+  SELECT t.seq, e.key, e.value FROM t CROSS JOIN jsonb_each_text($6::text::jsonb) AS e
+)
+SELECT pg_notify('${WORK_CHANNEL}', '') IS NULL AS notified FROM t`;
+
+const CANCEL_SQL = (withOwner: boolean): string => `
+UPDATE tasks
+SET state = CASE WHEN state = 'QUEUED' THEN 'CANCELED' ELSE 'CANCELING' END, updated_at = now()
+WHERE id = $1 ${withOwner ? "AND owner = $2" : ""}
+  AND state IN ('QUEUED', 'INITIALIZING', 'RUNNING', 'PAUSED')
+RETURNING state, pg_notify('${CANCEL_CHANNEL}', id) IS NULL AS notified`;
+
+const CLAIM_SQL = `
+WITH queued AS (
+  SELECT seq FROM tasks WHERE state = 'QUEUED'
+  ORDER BY seq LIMIT $2::int FOR UPDATE SKIP LOCKED
+), expired AS (
+  SELECT seq FROM tasks WHERE state IN ${LIVE_STATES} AND lease_expires_at < now()
+  ORDER BY seq LIMIT $2::int FOR UPDATE SKIP LOCKED
+), chosen AS (
+  SELECT seq FROM queued UNION SELECT seq FROM expired ORDER BY seq LIMIT $2::int
+)
+UPDATE tasks t
+SET state = CASE WHEN t.state = 'QUEUED' THEN 'INITIALIZING' ELSE t.state END,
+    claim_owner = $1,
+    lease_expires_at = now() + $3::int * interval '1 millisecond',
+    updated_at = now()
+FROM chosen WHERE t.seq = chosen.seq
+RETURNING ${columns("FULL")},
+  (extract(epoch FROM t.lease_expires_at) * 1000)::float8 AS lease_ms`;
+
+/** Options of {@linkcode SqlTaskStore}. */
+export interface SqlTaskStoreOptions {
+  /**
+   * Whether {@linkcode SqlTaskStore.close} closes the driver too.
+   *
+   * @default {true}
+   */
+  ownsDriver?: boolean;
+}
+
+/**
+ * The task store over a SQL driver. Create it on a migrated database (see
+ * {@linkcode openTaskStore}, which does both).
+ *
+ * @example
+ * ```ts
+ * import { openPgliteDriver } from "./pglite/pglite_driver.ts";
+ * import { migrate } from "./migrate.ts";
+ * import { SqlTaskStore } from "./sql_task_store.ts";
+ * const driver = await openPgliteDriver();
+ * await migrate(driver);
+ * const store = new SqlTaskStore(driver);
+ * const id = await store.create({ executors: [{ image: "alpine", command: ["true"] }] });
+ * const task = await store.get(id, "MINIMAL"); // { id, state: "QUEUED" }
+ * await store.close();
+ * ```
+ */
+export class SqlTaskStore implements TaskStore {
+  #driver: SqlDriver;
+  #ownsDriver: boolean;
+  #listening: Promise<() => Promise<void>> | undefined;
+  #waiters = new Set<() => void>();
+  #pending = false;
+  #closed = false;
+
+  /**
+   * Wraps a driver.
+   *
+   * @param driver A driver on a migrated database.
+   * @param options Ownership of the driver.
+   */
+  constructor(driver: SqlDriver, options: SqlTaskStoreOptions = {}) {
+    const { ownsDriver = true } = options;
+    this.#driver = driver;
+    this.#ownsDriver = ownsDriver;
+  }
+
+  /** The driver under this store. */
+  get driver(): SqlDriver {
+    return this.#driver;
+  }
+
+  /**
+   * Inserts a task as QUEUED (with its tags, and a NOTIFY for waiting orchestrators) in one
+   * statement, so one round trip.
+   *
+   * @param task A validated task; read-only fields are ignored.
+   * @param options The owner.
+   * @returns The new id.
+   */
+  async create(task: TesTask, options: CreateTaskOptions = {}): Promise<string> {
+    const id = newTaskId();
+    const request: StoredRequest = { executors: task.executors };
+    if (task.inputs !== undefined) {
+      request.inputs = task.inputs.map(({ content: _content, ...rest }) => rest);
+    }
+    if (task.outputs !== undefined) request.outputs = task.outputs;
+    if (task.resources !== undefined) request.resources = task.resources;
+    if (task.volumes !== undefined) request.volumes = task.volumes;
+    const contents = task.inputs?.some((input) => input.content !== undefined)
+      ? task.inputs.map((input) => input.content ?? null)
+      : undefined;
+    await this.#driver.query(CREATE_SQL, [
+      id,
+      task.name ?? null,
+      task.description ?? null,
+      JSON.stringify(request),
+      json(contents),
+      JSON.stringify(task.tags ?? {}),
+      options.owner ?? null,
+    ]);
+    return id;
+  }
+
+  /**
+   * Loads one task.
+   *
+   * @param id The task id.
+   * @param view How much to load.
+   * @param owner When given, only a task of this owner is found.
+   * @returns The task in the view.
+   * @throws {TaskNotFoundError} When there is no such task (for this owner).
+   */
+  async get(id: string, view: TesView, owner?: string): Promise<TesTask> {
+    const params = new Params();
+    const where = [`t.id = ${params.add(id)}`];
+    if (owner !== undefined) where.push(`t.owner = ${params.add(owner)}`);
+    const rows = await this.#driver.query<TaskRow>(
+      `SELECT ${columns(view)} FROM tasks t WHERE ${where.join(" AND ")}`,
+      params.values,
+    );
+    const row = rows[0];
+    if (row === undefined) throw new TaskNotFoundError(id);
+    return toTask(row, view);
+  }
+
+  /**
+   * Lists tasks newest first. A tag filter drives the query from the `task_tags` index (an
+   * ordered range scan); otherwise `tasks` is walked by `seq` (through the state index when
+   * filtered by state).
+   *
+   * @param query Filters, page and view.
+   * @returns One page.
+   * @throws {InvalidPageTokenError} When the page token is garbage or from other filters.
+   */
+  async list(query: ListTasksQuery): Promise<ListTasksPage> {
+    const { namePrefix, state, tags = {}, pageSize, pageToken, view, owner } = query;
+    const filters = {
+      ...(namePrefix !== undefined ? { namePrefix } : {}),
+      ...(state !== undefined ? { state } : {}),
+      tags,
+      ...(owner !== undefined ? { owner } : {}),
+    };
+    const fingerprint = await fingerprintFilters(filters);
+    const after = pageToken === undefined ? undefined : decodePageToken(pageToken, fingerprint);
+    const params = new Params();
+    const tagFilters = Object.entries(tags).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
+    // A tag with a value is the most selective: it drives the scan.
+    const driving = tagFilters.find(([, value]) => value !== "") ?? tagFilters[0];
+    const where: string[] = [];
+    let from = "tasks t";
+    let seq = "t.seq";
+    if (driving !== undefined) {
+      from = "task_tags g JOIN tasks t ON t.seq = g.task_seq";
+      seq = "g.task_seq";
+      where.push(`g.key = ${params.add(driving[0])}`);
+      if (driving[1] !== "") where.push(`g.value = ${params.add(driving[1])}`);
+    }
+    if (after !== undefined) where.push(`${seq} < ${params.add(after)}::text::bigint`);
+    if (state !== undefined) where.push(`t.state = ${params.add(state)}`);
+    if (owner !== undefined) where.push(`t.owner = ${params.add(owner)}`);
+    if (namePrefix !== undefined && namePrefix !== "") {
+      where.push(`t.name LIKE ${params.add(`${escapeLike(namePrefix)}%`)}`);
+    }
+    for (const tag of tagFilters) {
+      if (tag === driving) continue;
+      const value = tag[1] === "" ? "" : ` AND x.value = ${params.add(tag[1])}`;
+      where.push(
+        `EXISTS (SELECT 1 FROM task_tags x WHERE x.task_seq = t.seq AND x.key = ${
+          params.add(tag[0])
+        }${value})`,
+      );
+    }
+    const limit = params.add(pageSize + 1);
+    const sql = `SELECT ${columns(view)} FROM ${from}${
+      where.length > 0 ? ` WHERE ${where.join(" AND ")}` : ""
+    } ORDER BY ${seq} DESC LIMIT ${limit}::int`;
+    const rows = await this.#driver.query<TaskRow>(sql, params.values);
+    const page: ListTasksPage = { tasks: [] };
+    if (rows.length > pageSize) {
+      rows.length = pageSize;
+      page.nextPageToken = encodePageToken(rows[rows.length - 1]!.seq, fingerprint);
+    }
+    page.tasks = rows.map((row) => toTask(row, view));
+    return page;
+  }
+
+  /**
+   * Asks to cancel a task (QUEUED → CANCELED; INITIALIZING/RUNNING/PAUSED → CANCELING, with a
+   * NOTIFY on {@linkcode CANCEL_CHANNEL}); other states are left as they are.
+   *
+   * @param id The task id.
+   * @param owner When given, only a task of this owner is found.
+   * @returns The state after the request and whether it changed.
+   * @throws {TaskNotFoundError} When there is no such task (for this owner).
+   */
+  async cancel(id: string, owner?: string): Promise<CancelResult> {
+    const params = owner === undefined ? [id] : [id, owner];
+    const changed = await this.#driver.query<{ state: TesState }>(
+      CANCEL_SQL(owner !== undefined),
+      params,
+    );
+    if (changed[0] !== undefined) return { state: changed[0].state, changed: true };
+    const rows = await this.#driver.query<{ state: TesState }>(
+      `SELECT state FROM tasks WHERE id = $1${owner === undefined ? "" : " AND owner = $2"}`,
+      params,
+    );
+    if (rows[0] === undefined) throw new TaskNotFoundError(id);
+    return { state: rows[0].state, changed: false };
+  }
+
+  /**
+   * Claims up to `limit` tasks, oldest first: QUEUED ones (moved to INITIALIZING) and live
+   * ones whose lease expired (state kept). Rows locked by a concurrent claim are skipped, so a
+   * task is never handed to two owners.
+   *
+   * @param owner The claiming orchestrator.
+   * @param limit Most tasks to claim.
+   * @param leaseMs How long the claim lasts unless renewed.
+   * @returns The claimed tasks (FULL view).
+   */
+  async claim(owner: string, limit: number, leaseMs: number): Promise<ClaimedTask[]> {
+    const rows = await this.#driver.query<TaskRow & { lease_ms: number }>(CLAIM_SQL, [
+      owner,
+      limit,
+      Math.round(leaseMs),
+    ]);
+    return rows
+      .sort((a, b) => (BigInt(a.seq) < BigInt(b.seq) ? -1 : 1))
+      .map((row) => ({
+        task: toTask(row, "FULL") as ClaimedTask["task"],
+        claimOwner: owner,
+        leaseExpiresAt: new Date(Number(row.lease_ms)),
+      }));
+  }
+
+  /**
+   * Extends the leases of every live task held by `owner`.
+   *
+   * @param owner The orchestrator.
+   * @param leaseMs New lease length from now.
+   * @returns How many leases were renewed.
+   */
+  async renewLeases(owner: string, leaseMs: number): Promise<number> {
+    const rows = await this.#driver.query<{ n: number }>(
+      `WITH u AS (
+         UPDATE tasks SET lease_expires_at = now() + $2::int * interval '1 millisecond'
+         WHERE claim_owner = $1 AND state IN ${LIVE_STATES}
+         RETURNING 1
+       ) SELECT count(*)::int AS n FROM u`,
+      [owner, Math.round(leaseMs)],
+    );
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  /**
+   * Moves a task to `to` when its current state allows it, applying `update` in the same
+   * statement.
+   *
+   * @param id The task id.
+   * @param to The new state.
+   * @param update Logs and times to write with it.
+   * @returns Whether the task moved (false: unknown task, or not allowed from its state).
+   */
+  async transition(id: string, to: TesState, update: TaskUpdate = {}): Promise<boolean> {
+    const params = new Params();
+    const idParam = params.add(id);
+    const toParam = params.add(to);
+    const fromParam = params.add(allowedSources(to));
+    const sets = updateClauses(update, params);
+    const rows = await this.#driver.query(
+      `UPDATE tasks SET state = ${toParam}, ${sets.join(", ")}
+       WHERE id = ${idParam} AND state = ANY(${fromParam}::text[]) RETURNING 1 AS moved`,
+      params.values,
+    );
+    return rows.length > 0;
+  }
+
+  /**
+   * Applies `update` without a state change.
+   *
+   * @param id The task id.
+   * @param update Logs and times to write.
+   * @throws {TaskNotFoundError} When there is no such task.
+   */
+  async update(id: string, update: TaskUpdate): Promise<void> {
+    const params = new Params();
+    const idParam = params.add(id);
+    const sets = updateClauses(update, params);
+    const rows = await this.#driver.query(
+      `UPDATE tasks SET ${sets.join(", ")} WHERE id = ${idParam} RETURNING 1 AS updated`,
+      params.values,
+    );
+    if (rows.length === 0) throw new TaskNotFoundError(id);
+  }
+
+  /**
+   * Lists the tasks waiting to be canceled.
+   *
+   * @param owner When given, only tasks claimed by this owner or by nobody.
+   * @returns Their ids, oldest first.
+   */
+  async cancelingTasks(owner?: string): Promise<string[]> {
+    const rows = await this.#driver.query<{ id: string }>(
+      `SELECT id FROM tasks WHERE state = 'CANCELING'${
+        owner === undefined ? "" : " AND (claim_owner = $1 OR claim_owner IS NULL)"
+      } ORDER BY seq`,
+      owner === undefined ? [] : [owner],
+    );
+    return rows.map((row) => row.id);
+  }
+
+  /**
+   * Waits until a task is created (NOTIFY on {@linkcode WORK_CHANNEL}), `timeoutMs` passes or
+   * `signal` aborts. A notification that arrived since the previous wait (while nobody was
+   * waiting) ends the wait at once, so no wake-up is lost between a claim and a wait.
+   *
+   * @param timeoutMs Longest wait.
+   * @param signal Ends the wait early.
+   */
+  async waitForWork(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    await this.waitForNotification(timeoutMs, signal);
+  }
+
+  /**
+   * Like {@linkcode SqlTaskStore.waitForWork}, and tells what ended the wait.
+   *
+   * @param timeoutMs Longest wait.
+   * @param signal Ends the wait early.
+   * @returns `true` when woken by a notification, `false` on timeout, abort or close.
+   */
+  async waitForNotification(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    await this.#listen();
+    if (this.#pending) {
+      this.#pending = false;
+      return true;
+    }
+    if (signal?.aborted || this.#closed) return false;
+    return await new Promise<boolean>((resolve) => {
+      const finish = (woken: boolean): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        this.#waiters.delete(onNotify);
+        resolve(woken);
+      };
+      const onNotify = (): void => finish(!this.#closed);
+      const onAbort = (): void => finish(false);
+      const timer = setTimeout(() => finish(false), Math.max(0, timeoutMs));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiters.add(onNotify);
+    });
+  }
+
+  #listen(): Promise<() => Promise<void>> {
+    this.#listening ??= this.#driver.listen(WORK_CHANNEL, () => {
+      if (this.#waiters.size === 0) {
+        this.#pending = true;
+        return;
+      }
+      for (const waiter of [...this.#waiters]) waiter();
+    });
+    // A failed LISTEN (database down) is retried by the next wait.
+    this.#listening.catch(() => this.#listening = undefined);
+    return this.#listening;
+  }
+
+  /** Checks that the database answers. */
+  async ping(): Promise<void> {
+    await this.#driver.query("SELECT 1 AS ok");
+  }
+
+  /** Stops listening, wakes every waiter and closes the driver (when owned). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const waiter of [...this.#waiters]) waiter();
+    const listening = this.#listening;
+    this.#listening = undefined;
+    if (listening !== undefined) {
+      const unlisten = await listening.catch(() => undefined);
+      await unlisten?.().catch(() => {});
+    }
+    if (this.#ownsDriver) await this.#driver.close();
+  }
+}

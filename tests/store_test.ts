@@ -1,0 +1,614 @@
+/**
+ * The task store conformance suite: the same cases against real PostgreSQL (a throwaway
+ * cluster) and embedded PGlite, plus what only one of them has (concurrent migrations on
+ * PostgreSQL; the data directory lock and durability on PGlite).
+ */
+import assert from "node:assert/strict";
+import {
+  DataDirLockedError,
+  InvalidPageTokenError,
+  migrate,
+  openPgliteDriver,
+  openPostgresDriver,
+  openTaskStore,
+  SqlTaskStore,
+  TaskNotFoundError,
+} from "../src/store/mod.ts";
+import type { TesState, TesTask } from "../src/tes/model.ts";
+import {
+  createDatabase,
+  type PostgresCluster,
+  requirePostgres,
+  startPostgres,
+} from "./_harness/postgres.ts";
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
+
+function task(extra: Partial<TesTask> = {}): TesTask {
+  return { executors: [{ image: "alpine", command: ["echo", "hi"] }], ...extra };
+}
+
+async function pollUntil<T>(what: string, fn: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    const value = await fn();
+    if (value !== undefined) return value;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function listAll(
+  store: SqlTaskStore,
+  pageSize: number,
+  filters: { state?: TesState; tags?: Record<string, string>; namePrefix?: string } = {},
+): Promise<string[]> {
+  const ids: string[] = [];
+  let pageToken: string | undefined;
+  for (let pages = 0; pages < 1000; pages++) {
+    const page = await store.list({
+      ...filters,
+      pageSize,
+      view: "MINIMAL",
+      ...(pageToken === undefined ? {} : { pageToken }),
+    });
+    assert.ok(page.tasks.length <= pageSize);
+    ids.push(...page.tasks.map((t) => t.id!));
+    if (page.nextPageToken === undefined) return ids;
+    assert.equal(page.tasks.length, pageSize, "only the last page may be short");
+    pageToken = page.nextPageToken;
+  }
+  throw new Error("pagination does not end");
+}
+
+type Open = () => Promise<SqlTaskStore>;
+
+async function withStore(open: Open, fn: (store: SqlTaskStore) => Promise<void>): Promise<void> {
+  const store = await open();
+  try {
+    await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** The cases every implementation must pass. */
+async function conformance(t: Deno.TestContext, open: Open): Promise<void> {
+  await t.step("create() and get() serve MINIMAL, BASIC and FULL", async () => {
+    await withStore(open, async (store) => {
+      const content = "x".repeat(128 * 1024);
+      const id = await store.create(
+        task({
+          name: "views",
+          description: "d",
+          inputs: [{ path: "/in/a", content }, { path: "/in/b", url: "s3://b/k" }],
+          outputs: [{ path: "/out", url: "s3://b/out" }],
+          resources: { cpu_cores: 2, ram_gb: 1.5 },
+          volumes: ["/vol"],
+          tags: { project: "p1" },
+        }),
+      );
+      assert.match(id, /^[a-z][a-z2-7]{25}$/);
+      assert.deepEqual(await store.get(id, "MINIMAL"), { id, state: "QUEUED" });
+
+      const basic = await store.get(id, "BASIC");
+      assert.equal(basic.name, "views");
+      assert.deepEqual(basic.inputs, [{ path: "/in/a" }, { path: "/in/b", url: "s3://b/k" }]);
+      assert.deepEqual(basic.resources, { cpu_cores: 2, ram_gb: 1.5 });
+      assert.deepEqual(basic.volumes, ["/vol"]);
+      assert.deepEqual(basic.tags, { project: "p1" });
+      assert.match(basic.creation_time!, RFC3339);
+      assert.equal(basic.logs, undefined, "a queued task has no logs");
+
+      const full = await store.get(id, "FULL");
+      assert.equal(full.inputs?.[0]?.content, content);
+      assert.equal(full.inputs?.[1]?.content, undefined);
+
+      await store.claim("o1", 1, 60_000);
+      const start = new Date("2024-01-02T03:04:05.678Z");
+      assert.equal(
+        await store.transition(id, "RUNNING", {
+          startTime: start,
+          executorLogs: [{ exit_code: 0, stdout: "out", stderr: "err", start_time: "t0" }],
+          systemLogs: ["pulled image"],
+          metadata: { pod: "p" },
+        }),
+        true,
+      );
+      await store.update(id, {
+        systemLogs: ["second line"],
+        metadata: { node: "n" },
+        outputs: [{ url: "s3://b/out/f", path: "/out/f", size_bytes: "3" }],
+      });
+      const basicRunning = await store.get(id, "BASIC");
+      assert.deepEqual(basicRunning.logs, [{
+        logs: [{ start_time: "t0", exit_code: 0 }],
+        outputs: [{ url: "s3://b/out/f", path: "/out/f", size_bytes: "3" }],
+        metadata: { pod: "p", node: "n" },
+        start_time: "2024-01-02T03:04:05.678Z",
+      }]);
+      const fullRunning = await store.get(id, "FULL");
+      assert.deepEqual(fullRunning.logs?.[0]?.logs, [{
+        start_time: "t0",
+        exit_code: 0,
+        stdout: "out",
+        stderr: "err",
+      }]);
+      assert.deepEqual(fullRunning.logs?.[0]?.system_logs, ["pulled image", "second line"]);
+
+      const listed = await store.list({ pageSize: 10, view: "BASIC" });
+      assert.equal(listed.tasks[0]?.inputs?.[0]?.content, undefined);
+      assert.equal(listed.tasks[0]?.logs?.[0]?.system_logs, undefined);
+      const listedFull = await store.list({ pageSize: 10, view: "FULL" });
+      assert.equal(listedFull.tasks[0]?.inputs?.[0]?.content, content);
+    });
+  });
+
+  await t.step("get() throws TaskNotFoundError for unknown ids and other owners", async () => {
+    await withStore(open, async (store) => {
+      await assert.rejects(store.get("nosuchtask", "MINIMAL"), TaskNotFoundError);
+      const id = await store.create(task(), { owner: "alice" });
+      assert.equal((await store.get(id, "MINIMAL", "alice")).id, id);
+      await assert.rejects(store.get(id, "MINIMAL", "bob"), TaskNotFoundError);
+      await assert.rejects(store.cancel(id, "bob"), TaskNotFoundError);
+      assert.equal(
+        (await store.list({ pageSize: 5, view: "MINIMAL", owner: "bob" })).tasks.length,
+        0,
+      );
+      assert.deepEqual(
+        (await store.list({ pageSize: 5, view: "MINIMAL", owner: "alice" })).tasks.map((x) => x.id),
+        [id],
+      );
+      await assert.rejects(store.update("nosuchtask", { systemLogs: ["x"] }), TaskNotFoundError);
+    });
+  });
+
+  await t.step("list() treats % and _ in name_prefix literally", async () => {
+    await withStore(open, async (store) => {
+      const names = ["a%x", "abx", "a_y", "azy", "a\\z", "b%"];
+      const ids = new Map<string, string>();
+      for (const name of names) ids.set(name, await store.create(task({ name })));
+      const names_of = async (namePrefix: string): Promise<string[]> =>
+        (await store.list({ namePrefix, pageSize: 50, view: "BASIC" })).tasks.map((x) => x.name!)
+          .sort();
+      assert.deepEqual(await names_of("a%"), ["a%x"]);
+      assert.deepEqual(await names_of("a_"), ["a_y"]);
+      assert.deepEqual(await names_of("a\\"), ["a\\z"]);
+      assert.deepEqual(await names_of("a"), ["a%x", "a\\z", "a_y", "abx", "azy"]);
+      assert.deepEqual(await names_of(""), [...names].sort());
+    });
+  });
+
+  await t.step("list() filters by state, newest first", async () => {
+    await withStore(open, async (store) => {
+      const a = await store.create(task());
+      const b = await store.create(task());
+      const c = await store.create(task());
+      await store.cancel(b);
+      const queued = await store.list({ state: "QUEUED", pageSize: 10, view: "MINIMAL" });
+      assert.deepEqual(queued.tasks, [{ id: c, state: "QUEUED" }, { id: a, state: "QUEUED" }]);
+      const canceled = await store.list({ state: "CANCELED", pageSize: 10, view: "MINIMAL" });
+      assert.deepEqual(canceled.tasks.map((x) => x.id), [b]);
+    });
+  });
+
+  await t.step("list() follows the TES specification's tag table", async () => {
+    await withStore(open, async (store) => {
+      // [filter, task tags, match?], as in the specification.
+      const table: [Record<string, string>, Record<string, string>, boolean][] = [
+        [{ foo: "bar" }, { foo: "bar" }, true],
+        [{ foo: "bar" }, { foo: "bat" }, false],
+        [{ foo: "" }, { foo: "" }, true],
+        [{ foo: "bar", baz: "bat" }, { foo: "bar", baz: "bat" }, true],
+        [{ foo: "bar" }, { foo: "bar", baz: "bat" }, true],
+        [{ foo: "bar", baz: "bat" }, { foo: "bar" }, false],
+        [{ foo: "" }, { foo: "bar" }, true],
+        [{ foo: "" }, {}, false],
+      ];
+      for (const [i, [filter, tags, match]] of table.entries()) {
+        const id = await store.create(task({ name: `row${i}-`, tags }));
+        const page = await store.list({
+          namePrefix: `row${i}-`,
+          tags: filter,
+          pageSize: 10,
+          view: "MINIMAL",
+        });
+        assert.deepEqual(page.tasks.map((x) => x.id), match ? [id] : [], `row ${i}`);
+      }
+      // Across all rows at once: {foo: ""} matches every task that has a foo tag.
+      const any = await store.list({ tags: { foo: "" }, pageSize: 50, view: "BASIC" });
+      assert.deepEqual(any.tasks.map((x) => x.name).sort(), [
+        "row0-",
+        "row1-",
+        "row2-",
+        "row3-",
+        "row4-",
+        "row5-",
+        "row6-",
+      ]);
+      const both = await store.list({ tags: { foo: "bar", baz: "" }, pageSize: 50, view: "BASIC" });
+      assert.deepEqual(both.tasks.map((x) => x.name).sort(), ["row3-", "row4-"]);
+    });
+  });
+
+  await t.step("list() pages walk every task exactly once (sizes 1, 2, 7)", async () => {
+    await withStore(open, async (store) => {
+      const created: string[] = [];
+      for (let i = 0; i < 23; i++) {
+        created.push(await store.create(task({ tags: { parity: i % 2 === 0 ? "even" : "odd" } })));
+      }
+      const newestFirst = [...created].reverse();
+      for (const size of [1, 2, 7]) {
+        assert.deepEqual(await listAll(store, size), newestFirst, `page size ${size}`);
+        assert.deepEqual(
+          await listAll(store, size, { tags: { parity: "even" } }),
+          newestFirst.filter((_, i) => (22 - i) % 2 === 0),
+          `page size ${size}, tag filter`,
+        );
+      }
+      assert.deepEqual(await listAll(store, 23), newestFirst);
+      assert.deepEqual(await listAll(store, 2047), newestFirst);
+    });
+  });
+
+  await t.step("list() rejects garbage page tokens and tokens of other filters", async () => {
+    await withStore(open, async (store) => {
+      for (let i = 0; i < 3; i++) await store.create(task({ tags: { k: "v" } }));
+      const first = await store.list({ pageSize: 1, view: "MINIMAL" });
+      assert.ok(first.nextPageToken !== undefined);
+      for (const pageToken of ["garbage", "", "%%%", "MTIz"]) {
+        await assert.rejects(
+          store.list({ pageSize: 1, view: "MINIMAL", pageToken }),
+          InvalidPageTokenError,
+          pageToken,
+        );
+      }
+      await assert.rejects(
+        store.list({
+          pageSize: 1,
+          view: "MINIMAL",
+          tags: { k: "v" },
+          pageToken: first.nextPageToken,
+        }),
+        InvalidPageTokenError,
+      );
+      await assert.rejects(
+        store.list({
+          pageSize: 1,
+          view: "MINIMAL",
+          state: "QUEUED",
+          pageToken: first.nextPageToken,
+        }),
+        InvalidPageTokenError,
+      );
+      // Same filters, other view and page size: accepted.
+      const next = await store.list({ pageSize: 5, view: "BASIC", pageToken: first.nextPageToken });
+      assert.equal(next.tasks.length, 2);
+    });
+  });
+
+  await t.step("cancel() follows the state machine and leaves terminal tasks alone", async () => {
+    await withStore(open, async (store) => {
+      const queued = await store.create(task());
+      assert.deepEqual(await store.cancel(queued), { state: "CANCELED", changed: true });
+      assert.deepEqual(await store.cancel(queued), { state: "CANCELED", changed: false });
+
+      const running = await store.create(task());
+      await store.claim("o1", 10, 60_000);
+      assert.equal(await store.transition(running, "RUNNING"), true);
+      assert.deepEqual(await store.cancel(running), { state: "CANCELING", changed: true });
+      assert.deepEqual(await store.cancel(running), { state: "CANCELING", changed: false });
+      assert.deepEqual(await store.cancelingTasks("o1"), [running]);
+      assert.deepEqual(await store.cancelingTasks("o2"), []);
+      assert.deepEqual(await store.cancelingTasks(), [running]);
+      assert.equal(
+        await store.transition(running, "COMPLETE"),
+        false,
+        "CANCELING only ends CANCELED",
+      );
+      assert.equal(await store.transition(running, "CANCELED"), true);
+      assert.deepEqual(await store.cancelingTasks(), []);
+
+      const done = await store.create(task());
+      await store.claim("o1", 10, 60_000);
+      assert.equal(await store.transition(done, "COMPLETE"), true);
+      assert.deepEqual(await store.cancel(done), { state: "COMPLETE", changed: false });
+      await assert.rejects(store.cancel("nosuchtask"), TaskNotFoundError);
+    });
+  });
+
+  await t.step("transition() is compare-and-set: one of two racing writers wins", async () => {
+    await withStore(open, async (store) => {
+      for (let round = 0; round < 10; round++) {
+        const id = await store.create(task());
+        await store.claim("o1", 1, 60_000);
+        const results = await Promise.all([
+          store.transition(id, "COMPLETE", { endTime: new Date() }),
+          store.transition(id, "EXECUTOR_ERROR", { endTime: new Date() }),
+          store.transition(id, "SYSTEM_ERROR", { systemLogs: ["lost"] }),
+        ]);
+        assert.equal(results.filter(Boolean).length, 1, `round ${round}: ${results}`);
+      }
+      const id = await store.create(task());
+      await store.claim("o1", 1, 60_000);
+      assert.equal(await store.transition(id, "RUNNING"), true);
+      assert.equal(await store.transition(id, "INITIALIZING"), false, "never backwards");
+      assert.equal(await store.transition(id, "QUEUED"), false, "never backwards");
+      assert.equal(await store.transition(id, "COMPLETE"), true);
+      assert.equal(await store.transition(id, "RUNNING"), false, "terminal is final");
+      assert.equal((await store.get(id, "MINIMAL")).state, "COMPLETE");
+      assert.equal(await store.transition("nosuchtask", "RUNNING"), false);
+    });
+  });
+
+  await t.step("claim() by two owners at once never hands a task to both", async () => {
+    await withStore(open, async (store) => {
+      const created = new Set<string>();
+      for (let i = 0; i < 40; i++) created.add(await store.create(task()));
+      const claimAll = async (owner: string): Promise<string[]> => {
+        const got: string[] = [];
+        for (;;) {
+          const batch = await store.claim(owner, 3, 60_000);
+          if (batch.length === 0) return got;
+          for (const claimed of batch) {
+            assert.equal(claimed.claimOwner, owner);
+            assert.equal(claimed.task.state, "INITIALIZING");
+            assert.ok(claimed.leaseExpiresAt.getTime() > Date.now() + 30_000);
+            got.push(claimed.task.id);
+          }
+        }
+      };
+      const [a, b, c] = await Promise.all([claimAll("a"), claimAll("b"), claimAll("c")]);
+      const all = [...a, ...b, ...c];
+      assert.equal(all.length, 40);
+      assert.deepEqual(new Set(all), created);
+    });
+  });
+
+  await t.step("claim() hands out oldest first and re-claims expired leases", async () => {
+    await withStore(open, async (store) => {
+      const first = await store.create(task());
+      const second = await store.create(task());
+      const claimed = await store.claim("o1", 1, 0);
+      assert.deepEqual(claimed.map((c) => c.task.id), [first]);
+      assert.equal(await store.transition(first, "RUNNING"), true);
+      // The lease of o1 is already over: another owner takes the task, keeping its state.
+      const reclaimed = await pollUntil("an expired lease", async () => {
+        const batch = await store.claim("o2", 1, 60_000);
+        return batch.length > 0 ? batch : undefined;
+      });
+      assert.equal(reclaimed[0]?.task.id, first, "oldest first, expired ones included");
+      assert.equal(reclaimed[0]?.task.state, "RUNNING");
+      assert.equal(reclaimed[0]?.claimOwner, "o2");
+      assert.equal(await store.renewLeases("o1", 60_000), 0, "o1 lost its claim");
+      const next = await store.claim("o3", 5, 60_000);
+      assert.deepEqual(next.map((c) => c.task.id), [second]);
+      assert.deepEqual(await store.claim("o3", 5, 60_000), []);
+    });
+  });
+
+  await t.step("renewLeases() extends live claims of one owner only", async () => {
+    await withStore(open, async (store) => {
+      const ids = [
+        await store.create(task()),
+        await store.create(task()),
+        await store.create(task()),
+      ];
+      await store.claim("o1", 3, 0);
+      assert.equal(await store.transition(ids[2]!, "COMPLETE"), true);
+      assert.equal(await store.renewLeases("o1", 60_000), 2, "terminal tasks are not renewed");
+      assert.equal(await store.renewLeases("o2", 60_000), 0);
+      // Renewed leases are no longer expired: nobody else may claim them.
+      assert.deepEqual(await store.claim("o2", 5, 60_000), []);
+    });
+  });
+
+  await t.step("waitForWork() is woken by create()", async () => {
+    await withStore(open, async (store) => {
+      assert.equal(await store.waitForNotification(0), false, "nothing happened yet");
+      const woken = store.waitForNotification(60_000);
+      await store.create(task());
+      assert.equal(await woken, true);
+      // A notification while nobody waits is kept for the next wait.
+      await store.create(task());
+      await pollUntil(
+        "the notification",
+        async () => (await store.waitForNotification(0)) || undefined,
+      );
+      const aborted = new AbortController();
+      const waiting = store.waitForNotification(60_000, aborted.signal);
+      aborted.abort();
+      assert.equal(await waiting, false);
+      await store.waitForWork(0);
+    });
+  });
+
+  await t.step(
+    "create() keeps tags and names exactly (unicode, quotes, empty values)",
+    async () => {
+      await withStore(open, async (store) => {
+        const tags = { "k'1": 'v"1', "ключ": "значение", empty: "" };
+        const id = await store.create(task({ name: "naïve 'quoted' \"name\"", tags }));
+        const got = await store.get(id, "BASIC");
+        assert.equal(got.name, "naïve 'quoted' \"name\"");
+        assert.deepEqual(got.tags, tags);
+        const page = await store.list({
+          tags: { "ключ": "значение" },
+          pageSize: 5,
+          view: "MINIMAL",
+        });
+        assert.deepEqual(page.tasks.map((x) => x.id), [id]);
+        await store.ping();
+      });
+    },
+  );
+}
+
+Deno.test({
+  name: "SqlTaskStore on PGlite passes the conformance suite",
+  async fn(t) {
+    // One PGlite instance (slow to start), one fresh schema per case.
+    const driver = await openPgliteDriver();
+    let schemas = 0;
+    try {
+      await conformance(t, async () => {
+        schemas += 1;
+        await driver.exec(`CREATE SCHEMA case_${schemas}; SET search_path TO case_${schemas}`);
+        assert.deepEqual(await migrate(driver), [1]);
+        return new SqlTaskStore(driver, { ownsDriver: false });
+      });
+    } finally {
+      await driver.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "SqlTaskStore on PostgreSQL passes the conformance suite",
+  ignore: !requirePostgres(),
+  async fn(t) {
+    const cluster: PostgresCluster = await startPostgres();
+    try {
+      await conformance(
+        t,
+        async () => openTaskStore({ databaseUrl: await createDatabase(cluster) }),
+      );
+
+      await t.step(
+        "migrate() run by several processes at once applies each migration once",
+        async () => {
+          const url = await createDatabase(cluster);
+          const drivers = Array.from({ length: 4 }, () => openPostgresDriver(url, { poolSize: 2 }));
+          try {
+            const results = await Promise.all(drivers.map((driver) => migrate(driver)));
+            assert.deepEqual(results.flat().sort(), [1]);
+            const rows = await drivers[0]!.query<{ version: number }>(
+              "SELECT version FROM schema_migrations ORDER BY version",
+            );
+            assert.deepEqual(rows.map((r) => Number(r.version)), [1]);
+            assert.deepEqual(await migrate(drivers[1]!), []);
+          } finally {
+            await Promise.all(drivers.map((driver) => driver.close()));
+          }
+        },
+      );
+
+      await t.step("waitForWork() is woken by create() in another process", async () => {
+        const url = await createDatabase(cluster);
+        const orchestrator = await openTaskStore({ databaseUrl: url });
+        const api = await openTaskStore({ databaseUrl: url, poolSize: 2 });
+        try {
+          await orchestrator.waitForNotification(0);
+          const woken = orchestrator.waitForNotification(60_000);
+          await api.create(task());
+          assert.equal(await woken, true);
+        } finally {
+          await api.close();
+          await orchestrator.close();
+        }
+      });
+    } finally {
+      await cluster.stop();
+    }
+  },
+});
+
+Deno.test("openTaskStore() refuses a PGlite data directory held by another store", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "planetary-store-" });
+  try {
+    const dataDir = `${dir}/data`;
+    const store = await openTaskStore({ dataDir });
+    try {
+      const error = await assert.rejects(openTaskStore({ dataDir }), DataDirLockedError);
+      void error;
+      await assert.rejects(openPgliteDriver({ dataDir }), (e: unknown) => {
+        assert.ok(e instanceof DataDirLockedError);
+        assert.equal(e.code, "DATA_DIR_LOCKED");
+        assert.equal(e.holderPid, Deno.pid);
+        return true;
+      });
+    } finally {
+      await store.close();
+    }
+    const again = await openTaskStore({ dataDir });
+    await again.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openTaskStore() refuses a data directory held by another process, then takes over", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "planetary-store-" });
+  const dataDir = `${dir}/data`;
+  const lockModule = new URL("../src/store/pglite/data_dir_lock.ts", import.meta.url).href;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `import { acquireDataDirLock } from ${JSON.stringify(lockModule)};
+       acquireDataDirLock(${JSON.stringify(dataDir)});
+       console.log("locked");
+       for await (const _ of Deno.stdin.readable) { /* hold until stdin closes */ }`,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  try {
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    while (!seen.includes("locked")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("lock holder exited early");
+      seen += value;
+    }
+    await assert.rejects(openTaskStore({ dataDir }), (e: unknown) => {
+      assert.ok(e instanceof DataDirLockedError);
+      assert.equal(e.holderPid, child.pid);
+      return true;
+    });
+    child.kill("SIGKILL");
+    await child.status;
+    reader.releaseLock();
+    await child.stdout.cancel().catch(() => {});
+    // The holder died: its lock file is stale and is taken over.
+    assert.match(await Deno.readTextFile(`${dataDir}.lock`), new RegExp(`^${child.pid}\\n$`));
+    const store = await openTaskStore({ dataDir });
+    assert.equal((await Deno.readTextFile(`${dataDir}.lock`)).trim(), String(Deno.pid));
+    await store.close();
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+    await child.status;
+    await child.stdin.close().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openTaskStore() keeps PGlite data across close and reopen", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "planetary-store-" });
+  try {
+    const dataDir = `${dir}/data`;
+    const first = await openTaskStore({ dataDir });
+    const id = await first.create(task({ name: "durable", tags: { keep: "me" } }));
+    await first.claim("o1", 1, 60_000);
+    await first.transition(id, "COMPLETE", { systemLogs: ["done"] });
+    await first.close();
+
+    const second = await openTaskStore({ dataDir });
+    try {
+      const got = await second.get(id, "FULL");
+      assert.equal(got.state, "COMPLETE");
+      assert.equal(got.name, "durable");
+      assert.deepEqual(got.logs?.[0]?.system_logs, ["done"]);
+      const page = await second.list({ tags: { keep: "me" }, pageSize: 5, view: "MINIMAL" });
+      assert.deepEqual(page.tasks.map((x) => x.id), [id]);
+    } finally {
+      await second.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
