@@ -24,6 +24,7 @@ import { listCommand } from "./commands/list.ts";
 import { logsCommand } from "./commands/logs.ts";
 import { serveCommand } from "./commands/serve.ts";
 import { submitCommand } from "./commands/submit.ts";
+import { transporterCommand } from "./commands/transporter.ts";
 import { waitCommand } from "./commands/wait.ts";
 import { describeError } from "./_output.ts";
 
@@ -36,6 +37,7 @@ export const COMMANDS: readonly Command[] = Object.freeze([
   cancelCommand,
   waitCommand,
   logsCommand,
+  transporterCommand,
 ]);
 
 /** The CLI's version (from `deno.json`). */

@@ -8,7 +8,8 @@ import type { StorageConfig } from "../src/storage/mod.ts";
 /**
  * Reads the transporter's storage configuration from the environment:
  * `PLANETARY_FILE_ALLOW_LIST` is a `:`-separated list of absolute directories `file://` URLs
- * may touch (unset: none).
+ * may touch (unset: none); `PLANETARY_FILE_ROOT` is the folder under which those paths are found
+ * (the local backend shares host folders under `/planetary/host`; unset: real paths).
  *
  * @returns The configuration for `storageForUrl()`.
  */
@@ -16,5 +17,6 @@ export function storageConfigFromEnv(): StorageConfig {
   const allow = (Deno.env.get("PLANETARY_FILE_ALLOW_LIST") ?? "").split(":").filter((p) =>
     p !== ""
   );
-  return { fileAllowList: allow };
+  const root = Deno.env.get("PLANETARY_FILE_ROOT") ?? "";
+  return { fileAllowList: allow, ...(root ? { fileRoot: root } : {}) };
 }

@@ -11,13 +11,16 @@ import { startServer } from "../../src/server/start_server.ts";
 /**
  * The Deno permissions `planetary serve` needs: the network (listen, and PostgreSQL when
  * `--database-url` is set), the environment (flags' fallbacks), and read/write for the embedded
- * database folder. No `--allow-sys`, `--allow-run` or `--allow-ffi`.
+ * database folder, and running `unshare` (docker/podman) for the local backend. No other `--allow-sys`
+ * or `--allow-ffi`; `--allow-sys` only for `uid` (is the host runtime root?).
  */
 export const SERVE_PERMISSIONS: readonly string[] = Object.freeze([
   "--allow-net",
   "--allow-env",
   "--allow-read",
   "--allow-write",
+  "--allow-run=unshare,docker,podman",
+  "--allow-sys=uid",
 ]);
 
 const USAGE = `Usage: planetary serve [options]
@@ -30,6 +33,12 @@ Options:
   --data-dir D          embedded database folder (env PLANETARY_DATA_DIR;
                         default $XDG_DATA_HOME/planetary or ~/.local/share/planetary)
   --database-url U      PostgreSQL URL instead of the embedded database (env DATABASE_URL)
+  --backend B           local: run tasks on this machine (default); none: API only
+                        (env PLANETARY_BACKEND)
+  --work-dir D          folder of running tasks (default <data-dir>/work)
+  --max-tasks N         tasks run at once (default 4)
+  --file-allow DIR      folder that file:// inputs/outputs may use, repeatable
+                        (default: $HOME and /tmp)
   --log-requests=BOOL   one JSON log line per request on stderr (default true)
   --config FILE.json    JSON file: {host, port, dataDir, databaseUrl, api: {serviceInfo,
                         supportedBackendParameters, maxBodyBytes, corsOrigins, authTokens, …}}
@@ -53,6 +62,10 @@ export const serveCommand: Command = {
           "database-url": { type: "string" },
           "log-requests": { type: "string" },
           config: { type: "string" },
+          backend: { type: "string" },
+          "work-dir": { type: "string" },
+          "max-tasks": { type: "string" },
+          "file-allow": { type: "string", multiple: true },
           help: { type: "boolean", short: "h" },
         },
         strict: true,
@@ -74,6 +87,10 @@ export const serveCommand: Command = {
         databaseUrl: values["database-url"],
         logRequests: values["log-requests"],
         config: values.config,
+        backend: values.backend,
+        workDir: values["work-dir"],
+        maxTasks: values["max-tasks"],
+        fileAllow: values["file-allow"],
       });
     } catch (error) {
       if (error instanceof ServeConfigError) throw new UsageError(error.message);

@@ -38,6 +38,14 @@ export interface ServeFlags {
   logRequests?: string | undefined;
   /** `--config`: path of a JSON config file. */
   config?: string | undefined;
+  /** `--backend`: `local` (run tasks on this machine) or `none` (API only). */
+  backend?: string | undefined;
+  /** `--work-dir`: folder of the local backend's pods. */
+  workDir?: string | undefined;
+  /** `--max-tasks`: tasks run at once. */
+  maxTasks?: string | undefined;
+  /** `--file-allow`: folders `file://` URLs may use (repeatable). */
+  fileAllow?: string[] | undefined;
 }
 
 const stringMap = z.record(z.string(), z.string());
@@ -48,6 +56,16 @@ const ServeConfigFileSchema = z.strictObject({
   port: z.number().int().min(0).max(65535).optional(),
   dataDir: z.string().min(1).optional(),
   databaseUrl: z.string().min(1).optional(),
+  execution: z.union([
+    z.literal(false),
+    z.strictObject({
+      workDir: z.string().min(1).optional(),
+      maxConcurrentTasks: z.number().int().positive().optional(),
+      fileAllowList: z.array(z.string().startsWith("/")).optional(),
+      leaseMs: z.number().int().positive().optional(),
+      pollIntervalMs: z.number().int().positive().optional(),
+    }),
+  ]).optional(),
   api: z.strictObject({
     serviceInfo: z.strictObject({
       id: z.string().optional(),
@@ -144,6 +162,34 @@ export async function resolveServeOptions(
   if (dataDir !== undefined) options.dataDir = dataDir;
   const databaseUrl = pick(flags.databaseUrl, "DATABASE_URL");
   if (databaseUrl !== undefined) options.databaseUrl = databaseUrl;
+  const backend = pick(flags.backend, "PLANETARY_BACKEND");
+  if (backend !== undefined && backend !== "local" && backend !== "none") {
+    throw new ServeConfigError(`--backend: must be local or none, got "${backend}"`);
+  }
+  if (backend === "none") {
+    options.execution = false;
+  } else if (options.execution !== false) {
+    const execution = { ...options.execution };
+    const workDir = pick(flags.workDir, "PLANETARY_WORK_DIR");
+    if (workDir !== undefined) execution.workDir = workDir;
+    const maxTasks = pick(flags.maxTasks, "PLANETARY_MAX_TASKS");
+    if (maxTasks !== undefined) {
+      const n = /^[0-9]{1,6}$/.test(maxTasks) ? Number(maxTasks) : 0;
+      if (n < 1) {
+        throw new ServeConfigError(`--max-tasks: must be a positive integer, got "${maxTasks}"`);
+      }
+      execution.maxConcurrentTasks = n;
+    }
+    if (flags.fileAllow !== undefined && flags.fileAllow.length > 0) {
+      for (const dir of flags.fileAllow) {
+        if (!dir.startsWith("/")) {
+          throw new ServeConfigError(`--file-allow: must be an absolute folder, got "${dir}"`);
+        }
+      }
+      execution.fileAllowList = flags.fileAllow;
+    }
+    options.execution = execution;
+  }
   if (flags.logRequests !== undefined) {
     const api: ApiConfig = { ...options.api, logRequests: parseBoolean(flags.logRequests) };
     options.api = api;

@@ -9,6 +9,7 @@ import type { ApiConfig } from "../api/config.ts";
 import type { ApiLogger } from "../api/request_log.ts";
 import { openTaskStore } from "../store/open_store.ts";
 import type { TaskStore } from "../store/task_store.ts";
+import { type ExecutionOptions, type RunningExecution, startExecution } from "./execution.ts";
 
 /** Options of {@linkcode startServer}. */
 export interface ServeOptions {
@@ -36,6 +37,12 @@ export interface ServeOptions {
   handleSignals?: boolean;
   /** Print `Planetary listening on URL` to stderr once listening. @default true */
   announce?: boolean;
+  /**
+   * The orchestrator and its backend; `false` runs the API only (tasks stay QUEUED).
+   * @default the local backend, pods under `<dataDir>/work`, `file://` allowed under `$HOME`
+   * and `/tmp`
+   */
+  execution?: false | (Partial<ExecutionOptions>);
 }
 
 /** A running server. */
@@ -44,6 +51,8 @@ export interface RunningServer {
   url: string;
   /** The store the server uses. */
   store: TaskStore;
+  /** The orchestrator and backend, unless execution is off. */
+  execution?: RunningExecution;
   /** Stops accepting requests, waits for the ones in flight, then closes what it opened. */
   close(): Promise<void>;
   /** Resolves once the server is closed (by `close()` or a signal). */
@@ -69,6 +78,18 @@ export function defaultDataDir(): string {
   const home = Deno.env.get("HOME");
   if (!home) throw new Error("Cannot choose a data folder: set XDG_DATA_HOME or HOME");
   return `${home}/.local/share/planetary`;
+}
+
+/**
+ * Returns the folders that `file://` inputs and outputs may use by default: the user's home
+ * and `/tmp` (the server listens on loopback by default, and the local backend runs tasks as
+ * this user anyway).
+ *
+ * @returns Absolute paths.
+ */
+export function defaultFileAllowList(): string[] {
+  const home = Deno.env.get("HOME");
+  return [...(home ? [home] : []), "/tmp"];
 }
 
 /**
@@ -102,9 +123,16 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     ownsStore = true;
   }
 
-  // The orchestrator starts here, on the same store, once it exists:
-  //   const orchestrator = startOrchestrator({ store, backend, signal: stop.signal });
-  // and `close()` stops it (stop.abort(); await orchestrator.finished) before the store closes.
+  let execution: RunningExecution | undefined;
+  if (options.execution !== false) {
+    const given = options.execution ?? {};
+    const base = options.dataDir ?? defaultDataDir();
+    execution = startExecution(store, {
+      ...given,
+      workDir: given.workDir ?? `${base}/work`,
+      fileAllowList: given.fileAllowList ?? defaultFileAllowList(),
+    });
+  }
 
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
@@ -121,6 +149,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     }, (request) => app.fetch(request));
     await listening.promise;
   } catch (error) {
+    await execution?.stop().catch(() => {});
     if (ownsStore) await store.close().catch(() => {});
     throw error;
   }
@@ -140,6 +169,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
       if (handleSignals) { for (const s of SIGNALS) Deno.removeSignalListener(s, onSignal); }
       try {
         await server.shutdown();
+        await execution?.stop();
       } finally {
         if (ownsStore) await store.close();
         finished.resolve();
@@ -149,5 +179,11 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   }
   if (handleSignals) { for (const s of SIGNALS) Deno.addSignalListener(s, onSignal); }
 
-  return { url, store, close, finished: finished.promise };
+  return {
+    url,
+    store,
+    ...(execution ? { execution } : {}),
+    close,
+    finished: finished.promise,
+  };
 }

@@ -15,6 +15,8 @@ export interface StorageConfig {
    * @default {[]}
    */
   fileAllowList?: readonly string[];
+  /** Folder under which `file://` paths are found (see `FileStorageOptions.root`). @default "" */
+  fileRoot?: string;
   /** Retry policy and headers of the `http(s)://` adapter. @default {{}} */
   http?: HttpStorageOptions;
   /**
@@ -52,7 +54,7 @@ export function urlScheme(url: string): string | undefined {
  * ```
  */
 export function storageForUrl(url: string, config: StorageConfig = {}): Storage {
-  const { fileAllowList = [], http = {}, adapters = {} } = config;
+  const { fileAllowList = [], fileRoot = "", http = {}, adapters = {} } = config;
   const scheme = urlScheme(url);
   if (scheme !== undefined && Object.hasOwn(adapters, scheme)) {
     const adapter = adapters[scheme];
@@ -60,7 +62,7 @@ export function storageForUrl(url: string, config: StorageConfig = {}): Storage 
   }
   switch (scheme) {
     case "file":
-      return new FileStorage({ allowList: fileAllowList });
+      return new FileStorage({ allowList: fileAllowList, root: fileRoot });
     case "http":
     case "https":
       return new HttpStorage(http);

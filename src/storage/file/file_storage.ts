@@ -18,6 +18,13 @@ export interface FileStorageOptions {
    * @default {[]}
    */
   allowList?: readonly string[];
+  /**
+   * Folder under which `file://` paths are found: `file:///a/b` is read at `<root>/a/b`. A
+   * backend that shares host folders with a container at another path (the local backend
+   * mounts them under `/planetary/host`) sets it; the allow-list is in URL paths.
+   * @default "" (URL paths are real paths)
+   */
+  root?: string;
 }
 
 /**
@@ -40,6 +47,7 @@ export class FileStorage implements Storage {
   /** `["file"]`. */
   readonly schemes: readonly string[] = ["file"];
   #allowList: readonly string[];
+  #root: string;
   #realAllowList: Promise<string[]> | undefined;
 
   /**
@@ -49,7 +57,11 @@ export class FileStorage implements Storage {
    * @throws {TypeError} When an allow-list entry is not an absolute path.
    */
   constructor(options: FileStorageOptions = {}) {
-    const { allowList = [] } = options;
+    const { allowList = [], root = "" } = options;
+    if (root !== "" && !root.startsWith("/")) {
+      throw new TypeError(`file storage root must be an absolute path: "${root}"`);
+    }
+    this.#root = root.replace(/\/+$/, "");
     for (const dir of allowList) {
       if (!dir.startsWith("/")) {
         throw new TypeError(`file allow-list entry must be an absolute path: "${dir}"`);
@@ -217,13 +229,15 @@ export class FileStorage implements Storage {
   }
 
   async #realAllow(): Promise<string[]> {
-    this.#realAllowList ??= Promise.all(this.#allowList.map((dir) => resolveReal(dir)));
+    this.#realAllowList ??= Promise.all(
+      this.#allowList.map((dir) => resolveReal(this.#root + dir)),
+    );
     return await this.#realAllowList;
   }
 
   /** Resolves a URL to a real path inside the allow-list, or throws. */
   async #checkedPath(url: string, { mustExist = false } = {}): Promise<string> {
-    const path = filePathFromUrl(url);
+    const path = this.#root + filePathFromUrl(url);
     let real: string;
     try {
       real = await resolveReal(path);

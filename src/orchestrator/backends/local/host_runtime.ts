@@ -37,6 +37,9 @@ export type {
 } from "./container_runtime.ts";
 import { LocalBackendError } from "./local_backend_error.ts";
 
+/** A host directory shared with containers: at the same path, or at `containerPath`. */
+export type SharedHostPath = string | { hostPath: string; containerPath: string };
+
 /** Options of {@linkcode HostRuntime}. */
 export interface HostRuntimeOptions {
   /**
@@ -47,13 +50,13 @@ export interface HostRuntimeOptions {
    */
   hostEnv?: string[];
   /**
-   * Host directories bound read-write at the same path in every container, so that what the
-   * container writes there reaches the host (for example the root of `file://` storage).
-   * Missing ones are skipped.
+   * Host directories bound read-write in every container, so that what the container writes
+   * there reaches the host (for example the root of `file://` storage): a path is bound at the
+   * same path, a `{ hostPath, containerPath }` pair at another. Missing ones are skipped.
    *
    * @default {the Deno cache: `$DENO_DIR`, else `$HOME/.cache/deno`}
    */
-  sharedHostPaths?: string[];
+  sharedHostPaths?: SharedHostPath[];
   /**
    * Directory for the availability probe's scratch files.
    *
@@ -152,7 +155,7 @@ export class HostRuntime implements ContainerRuntime {
   /** Always `host`. */
   readonly name = "host";
   #hostEnv: string[];
-  #sharedHostPaths: string[] | undefined;
+  #sharedHostPaths: SharedHostPath[] | undefined;
   #probeDir: string | undefined;
   #userNamespace = false;
   #available: Promise<void> | undefined;
@@ -339,12 +342,14 @@ export class HostRuntime implements ContainerRuntime {
       paths = denoDir ? [denoDir] : [];
     }
     const mounts: ResolvedMount[] = [];
-    for (const path of paths) {
-      if (!path.startsWith("/")) continue;
+    for (const entry of paths) {
+      const path = typeof entry === "string" ? entry : entry.hostPath;
+      const target = typeof entry === "string" ? undefined : entry.containerPath;
+      if (!path.startsWith("/") || (target !== undefined && !target.startsWith("/"))) continue;
       try {
         const real = await Deno.realPath(path);
         if ((await Deno.stat(real)).isDirectory) {
-          mounts.push({ source: real, target: real, readOnly: false, kind: "dir" });
+          mounts.push({ source: real, target: target ?? real, readOnly: false, kind: "dir" });
         }
       } catch {
         // missing: skipped

@@ -9,7 +9,7 @@ import type { V1ConfigMap, V1Pod, V1PodStatus } from "@kubernetes/client-node";
 import type { Backend, PodEvent, TaskPodObjects } from "../../backend.ts";
 import type { ContainerRuntime } from "./container_runtime.ts";
 import { DockerRuntime, engineWorks } from "./docker_runtime.ts";
-import { HostRuntime } from "./host_runtime.ts";
+import { HostRuntime, type SharedHostPath } from "./host_runtime.ts";
 import { LocalBackendError } from "./local_backend_error.ts";
 export type { Backend, PodEvent, TaskPodObjects } from "../../backend.ts";
 export type {
@@ -45,12 +45,12 @@ export interface LocalBackendOptions {
    */
   hostEnv?: string[];
   /**
-   * Host runtime only: host directories bound read-write at the same path in every container
-   * (for example the root of `file://` storage).
+   * Host runtime only: host directories bound read-write in every container (for example the
+   * root of `file://` storage), at the same path or at a `containerPath`.
    *
    * @default {the Deno cache directory}
    */
-  sharedHostPaths?: string[];
+  sharedHostPaths?: SharedHostPath[];
   /**
    * The clock.
    *
@@ -93,7 +93,7 @@ export class LocalBackend implements Backend {
   #runtimeChoice: NonNullable<LocalBackendOptions["runtime"]>;
   #runtime: Promise<ContainerRuntime> | undefined;
   #hostEnv: string[] | undefined;
-  #sharedHostPaths: string[] | undefined;
+  #sharedHostPaths: SharedHostPath[] | undefined;
   #maxConcurrent: number;
   #now: () => Date;
   #pods = new Map<string, PodEntry>();

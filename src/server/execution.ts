@@ -1,0 +1,144 @@
+/**
+ * The execution half of `planetary serve`: the orchestrator on the `local` backend (or any
+ * other backend), with a pod builder configured for this machine.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+import type { Backend } from "../orchestrator/backend.ts";
+import { LocalBackend } from "../orchestrator/backends/local/local_backend.ts";
+import { Orchestrator } from "../orchestrator/orchestrator.ts";
+import { buildTaskPod } from "../pod/build_task_pod.ts";
+import type { PodBuilderConfig } from "../pod/pod_builder_config.ts";
+import type { TaskStore } from "../store/task_store.ts";
+
+/** Where the local backend shows the allow-listed host folders inside task containers. */
+const HOST_FILES_ROOT = "/planetary/host";
+
+/** The permission flags the transporter runs with under `deno run` (see transporter/main.ts). */
+const TRANSPORTER_FLAGS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env"];
+
+/** Options of {@linkcode startExecution}. */
+export interface ExecutionOptions {
+  /** What runs pods. @default a {@linkcode LocalBackend} in `workDir` */
+  backend?: Backend;
+  /** Folder of the local backend's pods (volumes, logs). */
+  workDir: string;
+  /** Pod builder settings; the transporter command defaults to this program's. @default {} */
+  pod?: PodBuilderConfig;
+  /** Tasks run at once; more wait QUEUED. @default 4 */
+  maxConcurrentTasks?: number;
+  /**
+   * Host directories that `file://` inputs and outputs may use; the local backend shares them
+   * with every container so uploads land on this machine.
+   * @default [] (no file:// access)
+   */
+  fileAllowList?: string[];
+  /** The orchestrator's identity in claims. @default a random id */
+  owner?: string;
+  /** How long a claim lasts unless renewed, in ms. @default 30000 */
+  leaseMs?: number;
+  /** Longest wait between looks for new work, in ms. @default 1000 */
+  pollIntervalMs?: number;
+}
+
+/** The running execution side. */
+export interface RunningExecution {
+  /** The orchestrator. */
+  orchestrator: Orchestrator;
+  /** The backend it runs pods on. */
+  backend: Backend;
+  /** Stops the orchestrator, then the backend (the local backend kills its pods). */
+  stop(): Promise<void>;
+}
+
+/**
+ * The command that runs the transporter on this machine: `deno run` of transporter/main.ts when
+ * Planetary runs from source, or this same binary's hidden `transporter` command when it was
+ * built with `deno compile`.
+ *
+ * @returns The argv prefix; the pod builder appends `inputs|outputs <spec>`.
+ * @example
+ * ```ts ignore
+ * localTransporterCommand(); // ["/usr/bin/deno", "run", "--allow-read", …, "/…/transporter/main.ts"]
+ * ```
+ */
+export function localTransporterCommand(): string[] {
+  const exec = Deno.execPath();
+  const here = new URL(import.meta.url);
+  const isDeno = /(^|\/)deno(\.exe)?$/.test(exec);
+  if (here.protocol === "file:" && isDeno) {
+    const main = fileURLToPath(new URL("../../transporter/main.ts", here));
+    const config = fileURLToPath(new URL("../../deno.json", here));
+    return [exec, "run", "--quiet", "--no-prompt", ...TRANSPORTER_FLAGS, "--config", config, main];
+  }
+  return [exec, "transporter"];
+}
+
+/**
+ * Starts the orchestrator on `store`.
+ *
+ * @param store The task store (the queue).
+ * @param options Backend, folders and limits.
+ * @returns The running orchestrator and backend.
+ * @example
+ * ```ts ignore
+ * const execution = startExecution(store, { workDir: "/tmp/planetary-work" });
+ * await execution.stop();
+ * ```
+ */
+export function startExecution(store: TaskStore, options: ExecutionOptions): RunningExecution {
+  const {
+    workDir,
+    pod = {},
+    maxConcurrentTasks = 4,
+    fileAllowList = [],
+  } = options;
+  // The allow-listed host folders appear under /planetary/host in task containers, so they can
+  // never shadow a task's own paths (a task may well use /tmp or $HOME paths); the transporter
+  // is told to look there. The Deno cache is shared at its own path for the transporter.
+  const home = Deno.env.get("HOME");
+  const denoDir = Deno.env.get("DENO_DIR") ?? (home ? `${home}/.cache/deno` : undefined);
+  const backend = options.backend ?? new LocalBackend({
+    workDir,
+    maxConcurrentPods: maxConcurrentTasks,
+    sharedHostPaths: [
+      ...(denoDir ? [denoDir] : []),
+      ...fileAllowList.map((hostPath) => ({
+        hostPath,
+        containerPath: `${HOST_FILES_ROOT}${hostPath === "/" ? "" : hostPath}`,
+      })),
+    ],
+  });
+  const podConfig: PodBuilderConfig = {
+    transporterCommand: localTransporterCommand(),
+    ...pod,
+    transporterEnv: {
+      ...(fileAllowList.length
+        ? {
+          PLANETARY_FILE_ALLOW_LIST: fileAllowList.join(":"),
+          ...(options.backend ? {} : { PLANETARY_FILE_ROOT: HOST_FILES_ROOT }),
+        }
+        : {}),
+      ...pod.transporterEnv,
+    },
+  };
+  const orchestrator = new Orchestrator({
+    store,
+    backend,
+    buildPod: (task) => buildTaskPod(task, podConfig),
+    maxConcurrentTasks,
+    ...(options.owner === undefined ? {} : { owner: options.owner }),
+    ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
+    ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
+  });
+  orchestrator.start();
+  return {
+    orchestrator,
+    backend,
+    async stop() {
+      await orchestrator.stop();
+      await backend.close();
+    },
+  };
+}
