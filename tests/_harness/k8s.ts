@@ -164,6 +164,12 @@ export interface ControlPlaneOptions {
    * @default {90000}
    */
   readyTimeoutMs?: number;
+  /**
+   * Extra kube-apiserver flags (for example `--storage-media-type=application/json`, so that a
+   * test can read and write objects in etcd directly).
+   * @default {[]}
+   */
+  apiserverArgs?: string[];
 }
 
 /** How long startup took, in milliseconds (for reports, never for assertions). */
@@ -190,6 +196,14 @@ export interface ControlPlane {
   userToken: string;
   /** Names of the fake Nodes. */
   nodeNames: string[];
+  /** The etcd client URL, `http://127.0.0.1:<port>` (its v3 JSON gateway is at `/v3/`). */
+  etcdUrl: string;
+  /**
+   * Stops kube-apiserver, runs `whileDown` (e.g. writes to etcd directly), starts it again on
+   * the same port with the same flags and waits for `/readyz`. Clients see their connections
+   * drop and watches end.
+   */
+  restartApiserver(options?: { whileDown?: () => Promise<void> }): Promise<void>;
   /** The temp dir holding data, certificates and logs (`<name>.log` per process). */
   dir: string;
   /** Startup timings. */
@@ -438,6 +452,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     nodeMemory = "8Gi",
     nodePods = "110",
     readyTimeoutMs = 90_000,
+    apiserverArgs = [],
   } = options;
   const bins = findControlPlaneBinaries();
   if (!bins) {
@@ -499,7 +514,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     // kube-apiserver
     const apiPort = freePort();
     const server = `https://127.0.0.1:${apiPort}`;
-    const apiserver = new Proc("kube-apiserver", bins.apiserver, [
+    const apiserverFlags = [
       `--etcd-servers=${etcdUrl}`,
       "--bind-address=127.0.0.1",
       "--advertise-address=127.0.0.1",
@@ -515,7 +530,9 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       "--anonymous-auth=false",
       // the "kubernetes" Service cannot point at a loopback address; nothing here needs it
       "--endpoint-reconciler-type=none",
-    ], dir);
+      ...apiserverArgs,
+    ];
+    let apiserver = new Proc("kube-apiserver", bins.apiserver, apiserverFlags, dir);
     procs.push(apiserver);
     const caPem = await pollUntil(
       "the apiserver's self-signed certificate",
@@ -587,9 +604,32 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       return true;
     }, procs);
 
+    let restarts = 0;
+    const restartApiserver = async (
+      restartOptions: { whileDown?: () => Promise<void> } = {},
+    ): Promise<void> => {
+      await apiserver.stop();
+      await restartOptions.whileDown?.();
+      restarts++;
+      const next = new Proc(
+        `kube-apiserver-${restarts}`,
+        bins.apiserver,
+        apiserverFlags,
+        dir,
+      );
+      procs[procs.indexOf(apiserver)] = next;
+      apiserver = next;
+      await pollUntil("kube-apiserver /readyz after a restart", readyTimeoutMs, async () => {
+        const { status } = await httpsGet(`${server}/readyz`, caPem, adminToken);
+        return status === 200 ? true : undefined;
+      }, [next]);
+    };
+
     return {
       server,
       caPem,
+      etcdUrl,
+      restartApiserver,
       adminKubeconfigPath,
       userKubeconfigPath,
       adminToken,
