@@ -33,6 +33,7 @@ Deno.test({
       dataDir: `${dataDir}/data`,
       announce: false,
       api: { logRequests: false },
+      execution: false,
     });
     try {
       const out = await new Deno.Command(`${VENV}/bin/python`, {

@@ -403,6 +403,104 @@ async function conformance(t: Deno.TestContext, open: Open): Promise<void> {
     });
   });
 
+  await t.step(
+    "liveTasks() pages through claimed, unfinished tasks with their claims",
+    async () => {
+      await withStore(open, async (store) => {
+        const queued = await store.create(task());
+        assert.deepEqual(await store.liveTasks(), [], "a QUEUED task is not live");
+        const before = Date.now();
+        await store.claim("o1", 1, 60_000);
+        const ids = [queued];
+        for (let i = 0; i < 4; i++) ids.push(await store.create(task()));
+        await store.claim("o2", 4, 60_000);
+        assert.equal(await store.transition(ids[1]!, "RUNNING"), true);
+        assert.equal(await store.transition(ids[2]!, "COMPLETE"), true);
+        assert.deepEqual((await store.cancel(ids[3]!)).state, "CANCELING");
+        const live = ids.filter((id) => id !== ids[2]).sort();
+
+        const all = await store.liveTasks();
+        assert.deepEqual(all.map((t) => t.id), live, "ordered by id, terminal ones left out");
+        const first = all.find((t) => t.id === queued)!;
+        assert.equal(first.state, "INITIALIZING");
+        assert.equal(first.claimOwner, "o1");
+        assert.ok(first.leaseExpiresAt!.getTime() > Date.now() + 30_000);
+        assert.ok(Math.abs(first.updatedAt.getTime() - before) < 60_000);
+        assert.deepEqual(
+          Object.fromEntries(all.map((t) => [t.id, t.state])),
+          {
+            [ids[0]!]: "INITIALIZING",
+            [ids[1]!]: "RUNNING",
+            [ids[3]!]: "CANCELING",
+            [ids[4]!]: "INITIALIZING",
+          },
+        );
+
+        const paged: string[] = [];
+        let afterId: string | undefined;
+        for (let pages = 0; pages < 10; pages++) {
+          const page = await store.liveTasks({ limit: 3, ...(afterId ? { afterId } : {}) });
+          assert.ok(page.length <= 3);
+          paged.push(...page.map((t) => t.id));
+          if (page.length < 3) break;
+          afterId = page[page.length - 1]!.id;
+        }
+        assert.deepEqual(paged, live);
+      });
+    },
+  );
+
+  await t.step("staleLeases() finds live tasks whose lease expired long ago", async () => {
+    await withStore(open, async (store) => {
+      // Claimed with valid leases first (claim() would take over expired ones), then expired.
+      const stale = await store.create(task());
+      await store.claim("dead", 1, 60_000);
+      const recent = await store.create(task());
+      await store.claim("dying", 1, 60_000);
+      await store.create(task());
+      await store.claim("alive", 1, 60_000);
+      const done = await store.create(task());
+      await store.claim("dead", 1, 60_000);
+      assert.equal(await store.transition(done, "COMPLETE"), true);
+      assert.equal(await store.renewLeases("dead", -120_000), 1);
+      assert.equal(await store.renewLeases("dying", -1_000), 1);
+
+      const found = await store.staleLeases(60_000);
+      assert.deepEqual(found.map((t) => t.id), [stale]);
+      assert.equal(found[0]?.claimOwner, "dead");
+      assert.ok(found[0]!.leaseExpiresAt!.getTime() < Date.now() - 60_000);
+      assert.deepEqual(
+        (await store.staleLeases(0)).map((t) => t.id),
+        [stale, recent],
+        "longest expired first; valid leases and terminal tasks left out",
+      );
+      assert.deepEqual((await store.staleLeases(0, 1)).map((t) => t.id), [stale]);
+      // Adoption by a live orchestrator makes the lease fresh again.
+      await store.claim("adopter", 5, 60_000);
+      assert.deepEqual(await store.staleLeases(0), []);
+    });
+  });
+
+  await t.step("leaseInfo() reads the claims of tasks in any state", async () => {
+    await withStore(open, async (store) => {
+      const queued = await store.create(task());
+      const claimed = await store.create(task());
+      await store.claim("o1", 2, 60_000);
+      assert.equal(await store.transition(claimed, "SYSTEM_ERROR"), true);
+      const queuedOnly = await store.create(task());
+      const infos = await store.leaseInfo([queued, claimed, queuedOnly, "nosuchtask"]);
+      const byId = new Map(infos.map((info) => [info.id, info]));
+      assert.equal(byId.size, 3, "unknown ids are left out");
+      assert.equal(byId.get(claimed)?.state, "SYSTEM_ERROR");
+      assert.equal(byId.get(claimed)?.claimOwner, "o1");
+      assert.equal(byId.get(queuedOnly)?.state, "QUEUED");
+      assert.equal(byId.get(queuedOnly)?.claimOwner, undefined);
+      assert.equal(byId.get(queuedOnly)?.leaseExpiresAt, undefined);
+      assert.ok(byId.get(queuedOnly)!.updatedAt instanceof Date);
+      assert.deepEqual(await store.leaseInfo([]), []);
+    });
+  });
+
   await t.step("waitForWork() is woken by create()", async () => {
     await withStore(open, async (store) => {
       assert.equal(await store.waitForNotification(0), false, "nothing happened yet");

@@ -24,6 +24,8 @@ import {
   type CreateTaskOptions,
   type ListTasksPage,
   type ListTasksQuery,
+  type LiveTasksQuery,
+  type TaskLeaseInfo,
   TaskNotFoundError,
   type TaskStore,
   type TaskUpdate,
@@ -224,6 +226,29 @@ SET state = CASE WHEN t.state = 'QUEUED' THEN 'INITIALIZING' ELSE t.state END,
 FROM chosen WHERE t.seq = chosen.seq
 RETURNING ${columns("FULL")},
   (extract(epoch FROM t.lease_expires_at) * 1000)::float8 AS lease_ms`;
+
+/** The columns of a {@linkcode TaskLeaseInfo}; times as epoch milliseconds. */
+const LEASE_COLUMNS = `id, state, claim_owner,
+  (extract(epoch FROM lease_expires_at) * 1000)::float8 AS lease_ms,
+  (extract(epoch FROM updated_at) * 1000)::float8 AS updated_ms`;
+
+interface LeaseRow {
+  id: string;
+  state: TesState;
+  claim_owner: string | null;
+  lease_ms: number | string | null;
+  updated_ms: number | string;
+}
+
+function toLeaseInfo(row: LeaseRow): TaskLeaseInfo {
+  return {
+    id: row.id,
+    state: row.state,
+    ...(row.claim_owner != null ? { claimOwner: row.claim_owner } : {}),
+    ...(row.lease_ms != null ? { leaseExpiresAt: new Date(Number(row.lease_ms)) } : {}),
+    updatedAt: new Date(Number(row.updated_ms)),
+  };
+}
 
 /** Options of {@linkcode SqlTaskStore}. */
 export interface SqlTaskStoreOptions {
@@ -515,6 +540,57 @@ export class SqlTaskStore implements TaskStore {
       owner === undefined ? [] : [owner],
     );
     return rows.map((row) => row.id);
+  }
+
+  /**
+   * Lists live tasks (INITIALIZING, RUNNING, PAUSED, CANCELING) with their claims, by id.
+   *
+   * @param query Page size and the last id of the previous page.
+   * @returns One page of tasks, ordered by id.
+   */
+  async liveTasks(query: LiveTasksQuery = {}): Promise<TaskLeaseInfo[]> {
+    const { limit = 1000, afterId } = query;
+    const params = new Params();
+    const after = afterId === undefined ? "" : ` AND id > ${params.add(afterId)}`;
+    const rows = await this.#driver.query<LeaseRow>(
+      `SELECT ${LEASE_COLUMNS} FROM tasks WHERE state IN ${LIVE_STATES}${after}
+       ORDER BY id LIMIT ${params.add(limit)}::int`,
+      params.values,
+    );
+    return rows.map(toLeaseInfo);
+  }
+
+  /**
+   * Lists live tasks whose lease expired more than `olderThanMs` ago (database clock).
+   *
+   * @param olderThanMs How long past its expiry a lease must be.
+   * @param limit Most tasks returned.
+   * @returns The tasks, longest expired first.
+   */
+  async staleLeases(olderThanMs: number, limit = 1000): Promise<TaskLeaseInfo[]> {
+    const rows = await this.#driver.query<LeaseRow>(
+      `SELECT ${LEASE_COLUMNS} FROM tasks
+       WHERE state IN ${LIVE_STATES}
+         AND lease_expires_at < now() - $1::int * interval '1 millisecond'
+       ORDER BY lease_expires_at LIMIT $2::int`,
+      [Math.round(olderThanMs), limit],
+    );
+    return rows.map(toLeaseInfo);
+  }
+
+  /**
+   * Reads the claim bookkeeping of the given tasks.
+   *
+   * @param ids Task ids.
+   * @returns One entry per existing task, in any order.
+   */
+  async leaseInfo(ids: readonly string[]): Promise<TaskLeaseInfo[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.#driver.query<LeaseRow>(
+      `SELECT ${LEASE_COLUMNS} FROM tasks WHERE id = ANY($1::text[])`,
+      [[...ids]],
+    );
+    return rows.map(toLeaseInfo);
   }
 
   /**

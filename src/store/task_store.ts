@@ -75,6 +75,28 @@ export interface TaskUpdate {
   endTime?: Date;
 }
 
+/** The claim bookkeeping of one task, as the monitor reads it (no request, no logs). */
+export interface TaskLeaseInfo {
+  /** The task id. */
+  id: string;
+  /** Its current state. */
+  state: TesState;
+  /** The orchestrator holding the claim; absent when never claimed. */
+  claimOwner?: string;
+  /** When the claim expires unless renewed; absent when never claimed. */
+  leaseExpiresAt?: Date;
+  /** When the task row last changed (a claim, a state change, an update; not a renewal). */
+  updatedAt: Date;
+}
+
+/** Paging of {@linkcode TaskStore.liveTasks}. */
+export interface LiveTasksQuery {
+  /** Most tasks returned. @default 1000 */
+  limit?: number;
+  /** Only tasks whose id sorts after this one (the last id of the previous page). */
+  afterId?: string;
+}
+
 /** Raised when a task does not exist (or is not visible to the caller). */
 export class TaskNotFoundError extends Error {
   /** Stable error code. */
@@ -138,6 +160,18 @@ export interface TaskStore {
   update(id: string, update: TaskUpdate): Promise<void>;
   /** Ids of tasks in CANCELING state held by `owner` (or by nobody). */
   cancelingTasks(owner?: string): Promise<string[]>;
+  /**
+   * Tasks an orchestrator holds or should hold (INITIALIZING, RUNNING, PAUSED, CANCELING),
+   * ordered by id, one page of at most `query.limit`; page on with `afterId`.
+   */
+  liveTasks(query?: LiveTasksQuery): Promise<TaskLeaseInfo[]>;
+  /**
+   * Live tasks whose lease expired more than `olderThanMs` ago by the database's clock (no
+   * orchestrator adopted them since), longest expired first, at most `limit` (default 1000).
+   */
+  staleLeases(olderThanMs: number, limit?: number): Promise<TaskLeaseInfo[]>;
+  /** The claim bookkeeping of the given tasks, in any state; unknown ids are left out. */
+  leaseInfo(ids: readonly string[]): Promise<TaskLeaseInfo[]>;
   /** Resolves when a new task may be waiting (NOTIFY) or after `timeoutMs`. */
   waitForWork(timeoutMs: number, signal?: AbortSignal): Promise<void>;
   /** Checks that the database answers. */

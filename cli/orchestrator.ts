@@ -1,0 +1,152 @@
+/**
+ * `planetary-orchestrator`: claims queued tasks from PostgreSQL and runs them as pods in a
+ * Kubernetes namespace. Run several replicas: each claim carries an owner and a lease.
+ *
+ * ```sh
+ * DATABASE_URL=postgres://… PLANETARY_NAMESPACE=planetary-tasks planetary-orchestrator
+ * ```
+ *
+ * Settings (flag, then environment):
+ * - `--database-url` / `DATABASE_URL` (required);
+ * - `--namespace` / `PLANETARY_NAMESPACE` (required): where task pods run;
+ * - `--kubeconfig` / `KUBECONFIG`: else in-cluster when `KUBERNETES_SERVICE_HOST` is set;
+ * - `--max-tasks` / `PLANETARY_MAX_TASKS` (default 64): tasks handled at once by this replica;
+ * - `--pod-config` / `PLANETARY_POD_CONFIG`: JSON file of pod builder settings (transporter
+ *   image, storage Secrets, node selectors, …; see `PodBuilderConfig`);
+ * - `--owner` / `POD_NAME`: this replica's identity in claims (default random);
+ * - `--health-port` / `PLANETARY_HEALTH_PORT` (default 8081): `/healthz` and `/readyz`.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { KubernetesBackend } from "../src/orchestrator/backends/kubernetes/kubernetes_backend.ts";
+import { Orchestrator } from "../src/orchestrator/orchestrator.ts";
+import { buildTaskPod } from "../src/pod/build_task_pod.ts";
+import type { PodBuilderConfig } from "../src/pod/pod_builder_config.ts";
+import { startHealthServer } from "../src/server/health_server.ts";
+import { openTaskStore } from "../src/store/open_store.ts";
+import { waitForSignal } from "./_service.ts";
+
+/** The exact permission flags of the orchestrator service (`deno run`/`deno compile`). */
+export const ORCHESTRATOR_PERMISSIONS: readonly string[] = Object.freeze([
+  "--allow-net",
+  "--allow-env",
+  "--allow-read",
+]);
+
+const USAGE = `Usage: planetary-orchestrator [options]
+
+Options (environment in parentheses):
+  --database-url U     PostgreSQL URL (DATABASE_URL; required)
+  --namespace NS       namespace of task pods (PLANETARY_NAMESPACE; required)
+  --kubeconfig PATH    kubeconfig file (KUBECONFIG; default: in-cluster)
+  --max-tasks N        tasks handled at once (PLANETARY_MAX_TASKS; default 64)
+  --pod-config FILE    JSON pod builder settings (PLANETARY_POD_CONFIG)
+  --owner ID           identity in claims (POD_NAME; default random)
+  --health-port P      /healthz and /readyz port, 0 = none (PLANETARY_HEALTH_PORT; default 8081)
+  -h, --help           show this help
+`;
+
+/**
+ * Runs the orchestrator service until SIGINT or SIGTERM.
+ *
+ * @param args Command-line arguments.
+ * @returns The exit code: 0 success, 1 failure, 2 usage error.
+ */
+export async function main(args: readonly string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...args],
+      options: {
+        "database-url": { type: "string" },
+        namespace: { type: "string" },
+        kubeconfig: { type: "string" },
+        "max-tasks": { type: "string" },
+        "pod-config": { type: "string" },
+        owner: { type: "string" },
+        "health-port": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    return usage(error instanceof Error ? error.message : String(error));
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const env = (name: string): string | undefined => Deno.env.get(name) || undefined;
+  const databaseUrl = values["database-url"] ?? env("DATABASE_URL");
+  const namespace = values.namespace ?? env("PLANETARY_NAMESPACE");
+  const kubeconfig = values.kubeconfig ?? env("KUBECONFIG");
+  const maxTasks = positiveInt(values["max-tasks"] ?? env("PLANETARY_MAX_TASKS") ?? "64");
+  const healthPort = port(values["health-port"] ?? env("PLANETARY_HEALTH_PORT") ?? "8081");
+  const podConfigPath = values["pod-config"] ?? env("PLANETARY_POD_CONFIG");
+  const owner = values.owner ?? env("POD_NAME");
+  if (databaseUrl === undefined) return usage("set DATABASE_URL (or --database-url)");
+  if (namespace === undefined) return usage("set PLANETARY_NAMESPACE (or --namespace)");
+  if (maxTasks === undefined) return usage("--max-tasks: must be a positive integer");
+  if (healthPort === undefined) return usage("--health-port: must be a port number");
+
+  try {
+    const podConfig = podConfigPath ? await readPodConfig(podConfigPath) : {};
+    const backend = new KubernetesBackend({
+      namespace,
+      ...(kubeconfig !== undefined
+        ? { kubeconfigPath: kubeconfig }
+        : { inCluster: env("KUBERNETES_SERVICE_HOST") !== undefined }),
+    });
+    const store = await openTaskStore({ databaseUrl, migrate: false });
+    const orchestrator = new Orchestrator({
+      store,
+      backend,
+      buildPod: (task) => buildTaskPod(task, { namespace, ...podConfig }),
+      maxConcurrentTasks: maxTasks,
+      ...(owner !== undefined ? { owner } : {}),
+    });
+    orchestrator.start();
+    const health = healthPort > 0
+      ? await startHealthServer({ port: healthPort, ready: () => store.ping() })
+      : undefined;
+    console.error(
+      JSON.stringify({ msg: "orchestrator started", owner: orchestrator.owner, namespace }),
+    );
+    await waitForSignal();
+    await health?.close();
+    await orchestrator.stop();
+    await backend.close();
+    await store.close();
+    return 0;
+  } catch (error) {
+    console.error(`planetary-orchestrator: ${error instanceof Error ? error.message : error}`);
+    return 1;
+  }
+}
+
+async function readPodConfig(path: string): Promise<PodBuilderConfig> {
+  const value: unknown = JSON.parse(await Deno.readTextFile(path));
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new TypeError(`${path}: pod config must be a JSON object`);
+  }
+  return value as PodBuilderConfig;
+}
+
+function positiveInt(text: string): number | undefined {
+  const n = /^[0-9]{1,7}$/.test(text) ? Number(text) : 0;
+  return n > 0 ? n : undefined;
+}
+
+function port(text: string): number | undefined {
+  const n = /^[0-9]{1,5}$/.test(text) ? Number(text) : -1;
+  return n >= 0 && n <= 65535 ? n : undefined;
+}
+
+function usage(message: string): number {
+  console.error(`planetary-orchestrator: ${message}\n\n${USAGE}`);
+  return 2;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
