@@ -13,6 +13,8 @@
  * - `--max-tasks` / `PLANETARY_MAX_TASKS` (default 64): tasks handled at once by this replica;
  * - `--pod-config` / `PLANETARY_POD_CONFIG`: JSON file of pod builder settings (transporter
  *   image, storage Secrets, node selectors, …; see `PodBuilderConfig`);
+ * - `--keep-finished-pods` / `PLANETARY_KEEP_FINISHED_PODS=true`: leave finished pods to the
+ *   monitor's keep interval instead of deleting them at once;
  * - `--owner` / `POD_NAME`: this replica's identity in claims (default random);
  * - `--health-port` / `PLANETARY_HEALTH_PORT` (default 8081): `/healthz` and `/readyz`.
  *
@@ -42,6 +44,8 @@ Options (environment in parentheses):
   --kubeconfig PATH    kubeconfig file (KUBECONFIG; default: in-cluster)
   --max-tasks N        tasks handled at once (PLANETARY_MAX_TASKS; default 64)
   --pod-config FILE    JSON pod builder settings (PLANETARY_POD_CONFIG)
+  --keep-finished-pods leave finished pods for the monitor to delete later
+                       (PLANETARY_KEEP_FINISHED_PODS=true)
   --owner ID           identity in claims (POD_NAME; default random)
   --health-port P      /healthz and /readyz port, 0 = none (PLANETARY_HEALTH_PORT; default 8081)
   -h, --help           show this help
@@ -65,6 +69,7 @@ export async function main(args: readonly string[]): Promise<number> {
         "max-tasks": { type: "string" },
         "pod-config": { type: "string" },
         owner: { type: "string" },
+        "keep-finished-pods": { type: "boolean" },
         "health-port": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -86,6 +91,8 @@ export async function main(args: readonly string[]): Promise<number> {
   const healthPort = port(values["health-port"] ?? env("PLANETARY_HEALTH_PORT") ?? "8081");
   const podConfigPath = values["pod-config"] ?? env("PLANETARY_POD_CONFIG");
   const owner = values.owner ?? env("POD_NAME");
+  const keepFinished = values["keep-finished-pods"] ??
+    env("PLANETARY_KEEP_FINISHED_PODS") === "true";
   if (databaseUrl === undefined) return usage("set DATABASE_URL (or --database-url)");
   if (namespace === undefined) return usage("set PLANETARY_NAMESPACE (or --namespace)");
   if (maxTasks === undefined) return usage("--max-tasks: must be a positive integer");
@@ -105,6 +112,7 @@ export async function main(args: readonly string[]): Promise<number> {
       backend,
       buildPod: (task) => buildTaskPod(task, { namespace, ...podConfig }),
       maxConcurrentTasks: maxTasks,
+      deleteFinishedPods: !keepFinished,
       ...(owner !== undefined ? { owner } : {}),
     });
     orchestrator.start();

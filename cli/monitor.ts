@@ -1,0 +1,135 @@
+/**
+ * `planetary-monitor`: the housekeeping service of a Kubernetes deployment. Every cycle it warns
+ * about leases no orchestrator took over, fails tasks whose pod vanished or is stuck (Pending,
+ * image pull errors) with the reason, and deletes finished pods after a keep interval.
+ *
+ * ```sh
+ * DATABASE_URL=postgres://… PLANETARY_NAMESPACE=planetary-tasks planetary-monitor
+ * ```
+ *
+ * Settings (flag, then environment): `--database-url`/`DATABASE_URL` and
+ * `--namespace`/`PLANETARY_NAMESPACE` (required), `--kubeconfig`/`KUBECONFIG` (else in-cluster),
+ * `--interval-s`/`PLANETARY_MONITOR_INTERVAL_S` (15), `--pending-timeout-s` (600),
+ * `--image-pull-timeout-s` (300), `--keep-finished-s` (0), `--health-port`/`PLANETARY_HEALTH_PORT`
+ * (8081).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { Monitor } from "../src/monitor/monitor.ts";
+import { KubernetesBackend } from "../src/orchestrator/backends/kubernetes/kubernetes_backend.ts";
+import { startHealthServer } from "../src/server/health_server.ts";
+import { openTaskStore } from "../src/store/open_store.ts";
+import { waitForSignal } from "./_service.ts";
+
+/** The exact permission flags of the monitor service (`deno run`/`deno compile`). */
+export const MONITOR_PERMISSIONS: readonly string[] = Object.freeze([
+  "--allow-net",
+  "--allow-env",
+  "--allow-read",
+]);
+
+const USAGE = `Usage: planetary-monitor [options]
+
+Options (environment in parentheses):
+  --database-url U          PostgreSQL URL (DATABASE_URL; required)
+  --namespace NS            namespace of task pods (PLANETARY_NAMESPACE; required)
+  --kubeconfig PATH         kubeconfig file (KUBECONFIG; default: in-cluster)
+  --interval-s N            seconds between cycles (PLANETARY_MONITOR_INTERVAL_S; default 15)
+  --pending-timeout-s N     fail a task whose pod is Pending this long (default 600)
+  --image-pull-timeout-s N  fail a task whose image cannot be pulled this long (default 300)
+  --keep-finished-s N       keep finished pods this long before deleting them (default 0)
+  --health-port P           /healthz and /readyz port, 0 = none (PLANETARY_HEALTH_PORT; default 8081)
+  -h, --help                show this help
+`;
+
+/**
+ * Runs the monitor service until SIGINT or SIGTERM.
+ *
+ * @param args Command-line arguments.
+ * @returns The exit code: 0 success, 1 failure, 2 usage error.
+ */
+export async function main(args: readonly string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...args],
+      options: {
+        "database-url": { type: "string" },
+        namespace: { type: "string" },
+        kubeconfig: { type: "string" },
+        "interval-s": { type: "string" },
+        "pending-timeout-s": { type: "string" },
+        "image-pull-timeout-s": { type: "string" },
+        "keep-finished-s": { type: "string" },
+        "health-port": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    return usage(error instanceof Error ? error.message : String(error));
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const env = (name: string): string | undefined => Deno.env.get(name) || undefined;
+  const databaseUrl = values["database-url"] ?? env("DATABASE_URL");
+  const namespace = values.namespace ?? env("PLANETARY_NAMESPACE");
+  const kubeconfig = values.kubeconfig ?? env("KUBECONFIG");
+  const seconds = {
+    interval: values["interval-s"] ?? env("PLANETARY_MONITOR_INTERVAL_S") ?? "15",
+    pending: values["pending-timeout-s"] ?? env("PLANETARY_PENDING_TIMEOUT_S") ?? "600",
+    pull: values["image-pull-timeout-s"] ?? env("PLANETARY_IMAGE_PULL_TIMEOUT_S") ?? "300",
+    keep: values["keep-finished-s"] ?? env("PLANETARY_KEEP_FINISHED_S") ?? "0",
+  };
+  const healthPort = Number(values["health-port"] ?? env("PLANETARY_HEALTH_PORT") ?? "8081");
+  if (databaseUrl === undefined) return usage("set DATABASE_URL (or --database-url)");
+  if (namespace === undefined) return usage("set PLANETARY_NAMESPACE (or --namespace)");
+  for (const [name, text] of Object.entries(seconds)) {
+    if (!/^[0-9]{1,7}$/.test(text)) return usage(`${name}: must be a whole number of seconds`);
+  }
+  if (!Number.isInteger(healthPort) || healthPort < 0 || healthPort > 65535) {
+    return usage("--health-port: must be a port number");
+  }
+  try {
+    const backend = new KubernetesBackend({
+      namespace,
+      ...(kubeconfig !== undefined
+        ? { kubeconfigPath: kubeconfig }
+        : { inCluster: env("KUBERNETES_SERVICE_HOST") !== undefined }),
+    });
+    const store = await openTaskStore({ databaseUrl, migrate: false });
+    const monitor = new Monitor({
+      store,
+      backend,
+      intervalMs: Math.max(1, Number(seconds.interval)) * 1000,
+      pendingTimeoutMs: Number(seconds.pending) * 1000,
+      imagePullTimeoutMs: Number(seconds.pull) * 1000,
+      keepFinishedPodsMs: Number(seconds.keep) * 1000,
+    });
+    monitor.start();
+    const health = healthPort > 0
+      ? await startHealthServer({ port: healthPort, ready: () => store.ping() })
+      : undefined;
+    console.error(JSON.stringify({ msg: "monitor started", namespace }));
+    await waitForSignal();
+    await health?.close();
+    await monitor.stop();
+    await backend.close();
+    await store.close();
+    return 0;
+  } catch (error) {
+    console.error(`planetary-monitor: ${error instanceof Error ? error.message : error}`);
+    return 1;
+  }
+}
+
+function usage(message: string): number {
+  console.error(`planetary-monitor: ${message}\n\n${USAGE}`);
+  return 2;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
