@@ -43,6 +43,12 @@ export interface OrchestratorOptions {
   reconcileConcurrency?: number;
   /** Receives structured log entries. @default one JSON line on stderr */
   log?: (entry: OrchestratorLogEntry) => void;
+  /**
+   * Whether the pod of a finished task is deleted at once; `false` keeps it for the monitor to
+   * delete after its `keepFinishedPodsMs` (for debugging).
+   * @default true
+   */
+  deleteFinishedPods?: boolean;
 }
 
 interface ActiveTask {
@@ -64,6 +70,7 @@ export class Orchestrator {
   #leaseMs: number;
   #pollMs: number;
   #log: (entry: OrchestratorLogEntry) => void;
+  #deleteFinishedPods: boolean;
   #active = new Map<string, ActiveTask>();
   #pods = new Map<string, V1Pod>();
   #queue: WorkQueue;
@@ -87,6 +94,7 @@ export class Orchestrator {
       pollIntervalMs = 1_000,
       reconcileConcurrency = 16,
       log = (entry) => console.error(JSON.stringify({ time: new Date().toISOString(), ...entry })),
+      deleteFinishedPods = true,
     } = options;
     this.#store = store;
     this.#backend = backend;
@@ -96,6 +104,7 @@ export class Orchestrator {
     this.#leaseMs = leaseMs;
     this.#pollMs = pollIntervalMs;
     this.#log = log;
+    this.#deleteFinishedPods = deleteFinishedPods;
     this.#queue = new WorkQueue((id) => this.#reconcile(id), {
       concurrency: reconcileConcurrency,
       onError: (id, error) =>
@@ -141,12 +150,20 @@ export class Orchestrator {
     );
   }
 
-  /** Stops every loop; pods keep running and are adopted after the lease expires. */
+  /**
+   * Stops every loop and gives up its claims: the leases of its tasks expire at once, so that
+   * the next orchestrator (another replica, or this server restarted) adopts them right away
+   * instead of after a whole lease. Pods keep running (unless the backend stops them).
+   */
   async stop(): Promise<void> {
     this.#abort.abort();
     this.#queue.close();
     await Promise.allSettled(this.#loops);
     await this.#queue.idle();
+    if (!this.#started) return;
+    await this.#store.renewLeases(this.#owner, -1).catch((error) =>
+      this.#log({ msg: "could not release leases", error: errorText(error) })
+    );
   }
 
   /** Resolves when no reconcile pass is running or waiting (for tests and benchmarks). */
@@ -208,7 +225,7 @@ export class Orchestrator {
     if (pod) active.podSeen = true;
 
     if (isTerminal(state)) {
-      await this.#backend.deletePod(name);
+      if (this.#deleteFinishedPods) await this.#backend.deletePod(name);
       this.#active.delete(id);
       return { done: true };
     }
@@ -265,7 +282,7 @@ export class Orchestrator {
     const status = taskStatusFromPod(pod, report, { executors: task.executors ?? [] });
     if (isTerminal(status.state)) {
       await this.#finish(id, status.state, statusUpdate(status));
-      await this.#backend.deletePod(name);
+      if (this.#deleteFinishedPods) await this.#backend.deletePod(name);
       return { done: true };
     }
     if (status.state !== state && LIVE_STATES.includes(status.state)) {

@@ -14,6 +14,14 @@ import type { TaskStore } from "../store/task_store.ts";
 
 /** Where the local backend shows the allow-listed host folders inside task containers. */
 const HOST_FILES_ROOT = "/planetary/host";
+/**
+ * Where the local backend shows Planetary's own source tree (read-only) and the Deno cache in
+ * task containers, for the transporter. Under `/planetary`, which no task path may use: at
+ * their host paths a task using, say, `/work` or `/root` paths would mount its data volume
+ * over them and the transporter could no longer start.
+ */
+const CONTAINER_SOURCE_DIR = "/planetary/source";
+const CONTAINER_DENO_DIR = "/planetary/deno";
 
 /** The permission flags the transporter runs with under `deno run` (see transporter/main.ts). */
 const TRANSPORTER_FLAGS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env"];
@@ -57,22 +65,31 @@ export interface RunningExecution {
  * Planetary runs from source, or this same binary's hidden `transporter` command when it was
  * built with `deno compile`.
  *
+ * @param sourceDir Where the containers see Planetary's source tree (the folder of
+ * `deno.json`). @default its path on this machine
  * @returns The argv prefix; the pod builder appends `inputs|outputs <spec>`.
  * @example
  * ```ts ignore
  * localTransporterCommand(); // ["/usr/bin/deno", "run", "--allow-read", …, "/…/transporter/main.ts"]
  * ```
  */
-export function localTransporterCommand(): string[] {
+export function localTransporterCommand(sourceDir?: string): string[] {
   const exec = Deno.execPath();
-  const here = new URL(import.meta.url);
-  const isDeno = /(^|\/)deno(\.exe)?$/.test(exec);
-  if (here.protocol === "file:" && isDeno) {
-    const main = fileURLToPath(new URL("../../transporter/main.ts", here));
-    const config = fileURLToPath(new URL("../../deno.json", here));
+  const root = sourceDir ?? localSourceDir();
+  if (root !== undefined) {
+    const main = `${root}/transporter/main.ts`;
+    const config = `${root}/deno.json`;
     return [exec, "run", "--quiet", "--no-prompt", ...TRANSPORTER_FLAGS, "--config", config, main];
   }
   return [exec, "transporter"];
+}
+
+/** The folder of `deno.json` when Planetary runs from source under `deno`, else undefined. */
+function localSourceDir(): string | undefined {
+  const here = new URL(import.meta.url);
+  const isDeno = /(^|\/)deno(\.exe)?$/.test(Deno.execPath());
+  if (here.protocol !== "file:" || !isDeno) return undefined;
+  return fileURLToPath(new URL("../..", here)).replace(/\/+$/, "");
 }
 
 /**
@@ -96,14 +113,19 @@ export function startExecution(store: TaskStore, options: ExecutionOptions): Run
   } = options;
   // The allow-listed host folders appear under /planetary/host in task containers, so they can
   // never shadow a task's own paths (a task may well use /tmp or $HOME paths); the transporter
-  // is told to look there. The Deno cache is shared at its own path for the transporter.
+  // is told to look there. The source tree and the Deno cache appear under /planetary too.
   const home = Deno.env.get("HOME");
   const denoDir = Deno.env.get("DENO_DIR") ?? (home ? `${home}/.cache/deno` : undefined);
+  const sourceDir = localSourceDir();
+  const local = options.backend === undefined;
   const backend = options.backend ?? new LocalBackend({
     workDir,
     maxConcurrentPods: maxConcurrentTasks,
     sharedHostPaths: [
-      ...(denoDir ? [denoDir] : []),
+      ...(denoDir ? [{ hostPath: denoDir, containerPath: CONTAINER_DENO_DIR }] : []),
+      ...(sourceDir
+        ? [{ hostPath: sourceDir, containerPath: CONTAINER_SOURCE_DIR, readOnly: true }]
+        : []),
       ...fileAllowList.map((hostPath) => ({
         hostPath,
         containerPath: `${HOST_FILES_ROOT}${hostPath === "/" ? "" : hostPath}`,
@@ -111,9 +133,12 @@ export function startExecution(store: TaskStore, options: ExecutionOptions): Run
     ],
   });
   const podConfig: PodBuilderConfig = {
-    transporterCommand: localTransporterCommand(),
+    transporterCommand: localTransporterCommand(
+      local && sourceDir ? CONTAINER_SOURCE_DIR : undefined,
+    ),
     ...pod,
     transporterEnv: {
+      ...(local && denoDir ? { DENO_DIR: CONTAINER_DENO_DIR } : {}),
       ...(fileAllowList.length
         ? {
           PLANETARY_FILE_ALLOW_LIST: fileAllowList.join(":"),

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import type { ApiConfig } from "../api/config.ts";
 import type { ServeOptions } from "./start_server.ts";
+import { cloudStorageFromEnv } from "../storage/cloud_storage_from_env.ts";
 
 /** Raised when a flag, environment variable or config file holds a bad value. */
 export class ServeConfigError extends Error {
@@ -190,6 +191,9 @@ export async function resolveServeOptions(
     }
     options.execution = execution;
   }
+  // Accept (and advertise) the cloud stores the transporter will find in this environment.
+  const cloud = cloudStorageFromEnv(env);
+  options.cloudStorage = { schemes: cloud.schemes, prefixes: cloud.prefixes };
   if (flags.logRequests !== undefined) {
     const api: ApiConfig = { ...options.api, logRequests: parseBoolean(flags.logRequests) };
     options.api = api;

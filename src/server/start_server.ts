@@ -10,6 +10,7 @@ import type { ApiLogger } from "../api/request_log.ts";
 import { openTaskStore } from "../store/open_store.ts";
 import type { TaskStore } from "../store/task_store.ts";
 import { type ExecutionOptions, type RunningExecution, startExecution } from "./execution.ts";
+import { Monitor } from "../monitor/monitor.ts";
 
 /** Options of {@linkcode startServer}. */
 export interface ServeOptions {
@@ -43,6 +44,14 @@ export interface ServeOptions {
    * and `/tmp`
    */
   execution?: false | (Partial<ExecutionOptions>);
+  /**
+   * URL schemes and service-info prefixes of the cloud stores the environment configures (see
+   * `cloudStorageFromEnv`). When set, the API accepts only `file`, `http`, `https` and these
+   * schemes (unless `api.allowedUrlSchemes` says otherwise) and service-info `storage` lists
+   * the allowed `file://` folders, `http(s)://` and these prefixes (unless set in `api`).
+   * @default undefined (no scheme restriction, service-info storage as configured)
+   */
+  cloudStorage?: { schemes: readonly string[]; prefixes: readonly string[] };
 }
 
 /** A running server. */
@@ -124,21 +133,46 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   }
 
   let execution: RunningExecution | undefined;
+  let fileAllowList: readonly string[] = [];
   if (options.execution !== false) {
     const given = options.execution ?? {};
     const base = options.dataDir ?? defaultDataDir();
+    fileAllowList = given.fileAllowList ?? defaultFileAllowList();
     execution = startExecution(store, {
       ...given,
       workDir: given.workDir ?? `${base}/work`,
-      fileAllowList: given.fileAllowList ?? defaultFileAllowList(),
+      fileAllowList: [...fileAllowList],
     });
   }
+  let apiConfig = options.api;
+  if (options.cloudStorage !== undefined) {
+    const { schemes, prefixes } = options.cloudStorage;
+    apiConfig = {
+      ...apiConfig,
+      allowedUrlSchemes: apiConfig?.allowedUrlSchemes ?? ["file", "http", "https", ...schemes],
+      serviceInfo: {
+        ...apiConfig?.serviceInfo,
+        storage: apiConfig?.serviceInfo?.storage ??
+          [...fileAllowList.map((dir) => `file://${dir}`), "http://", "https://", ...prefixes],
+      },
+    };
+  }
+
+  // The monitor backs the orchestrator up: lost and stuck pods, leftover pods, stale leases.
+  const monitor = execution &&
+    new Monitor({
+      store,
+      backend: execution.backend,
+      intervalMs: 5_000,
+      staleLeaseMs: 3 * (options.execution === false ? 0 : options.execution?.leaseMs ?? 30_000),
+    });
+  monitor?.start();
 
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
     const app = createApp({
       store,
-      ...(options.api === undefined ? {} : { config: options.api }),
+      ...(apiConfig === undefined ? {} : { config: apiConfig }),
       ...(options.logger === undefined ? {} : { logger: options.logger }),
     });
     const listening = Promise.withResolvers<void>();
@@ -149,6 +183,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     }, (request) => app.fetch(request));
     await listening.promise;
   } catch (error) {
+    await monitor?.stop();
     await execution?.stop().catch(() => {});
     if (ownsStore) await store.close().catch(() => {});
     throw error;
@@ -168,6 +203,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     closing ??= (async () => {
       if (handleSignals) { for (const s of SIGNALS) Deno.removeSignalListener(s, onSignal); }
       try {
+        await monitor?.stop();
         await server.shutdown();
         await execution?.stop();
       } finally {

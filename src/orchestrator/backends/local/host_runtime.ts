@@ -37,8 +37,18 @@ export type {
 } from "./container_runtime.ts";
 import { LocalBackendError } from "./local_backend_error.ts";
 
-/** A host directory shared with containers: at the same path, or at `containerPath`. */
-export type SharedHostPath = string | { hostPath: string; containerPath: string };
+/**
+ * A host directory shared with containers: at the same path (read-write), or at
+ * `containerPath` (read-write unless `readOnly`).
+ */
+export type SharedHostPath = string | {
+  /** The host directory. */
+  hostPath: string;
+  /** Where containers see it. */
+  containerPath: string;
+  /** Bind it read-only. @default false */
+  readOnly?: boolean;
+};
 
 /** Options of {@linkcode HostRuntime}. */
 export interface HostRuntimeOptions {
@@ -345,11 +355,12 @@ export class HostRuntime implements ContainerRuntime {
     for (const entry of paths) {
       const path = typeof entry === "string" ? entry : entry.hostPath;
       const target = typeof entry === "string" ? undefined : entry.containerPath;
+      const readOnly = typeof entry === "string" ? false : entry.readOnly === true;
       if (!path.startsWith("/") || (target !== undefined && !target.startsWith("/"))) continue;
       try {
         const real = await Deno.realPath(path);
         if ((await Deno.stat(real)).isDirectory) {
-          mounts.push({ source: real, target: target ?? real, readOnly: false, kind: "dir" });
+          mounts.push({ source: real, target: target ?? real, readOnly, kind: "dir" });
         }
       } catch {
         // missing: skipped
