@@ -47,7 +47,9 @@ export async function startHealthServer(options: HealthServerOptions): Promise<H
     { hostname: host, port, onListen: () => listening.resolve() },
     async (request) => {
       const path = new URL(request.url).pathname;
-      if (request.method !== "GET") return json(405, { msg: "method not allowed", status_code: 405 });
+      if (request.method !== "GET") {
+        return json(405, { msg: "method not allowed", status_code: 405 });
+      }
       if (path === "/healthz") return json(200, { status: "ok" });
       if (path === "/readyz") {
         try {
