@@ -34,6 +34,10 @@ async function spawnServe(args: string[]): Promise<ServeProcess> {
       "--port",
       "0",
       "--log-requests=false",
+      // The API and its database alone: every acknowledged task must still be QUEUED after the
+      // restart, which an orchestrator claiming tasks would change.
+      "--backend",
+      "none",
       ...args,
     ],
     stdin: "null",
