@@ -21,12 +21,11 @@ import {
 import { HostRuntime } from "../src/orchestrator/backends/local/host_runtime.ts";
 import { buildTaskPod } from "../src/pod/build_task_pod.ts";
 import { REPORT_PREFIX, type TransferReport } from "../src/pod/layout.ts";
-import { localTransporterCommand } from "../src/server/execution.ts";
+import { hostTransporterSetup } from "../src/server/execution.ts";
 import type { TesTask } from "../src/tes/model.ts";
 
 const NAMESPACE = "agent-test";
 const TIMEOUT_MS = 90_000;
-const HOST_FILES_ROOT = "/planetary/host";
 
 Deno.test("StatusCoalescer.set() writes only the latest of values set together", async () => {
   const written: number[] = [];
@@ -173,11 +172,7 @@ function taskObjects(
 ) {
   const objects = buildTaskPod(task, {
     namespace: NAMESPACE,
-    transporterCommand: localTransporterCommand(),
-    transporterEnv: {
-      PLANETARY_FILE_ALLOW_LIST: env.files,
-      PLANETARY_FILE_ROOT: HOST_FILES_ROOT,
-    },
+    ...hostTransporterSetup([env.files]).pod,
     ...(extra.node ? { nodeSelector: { "kubernetes.io/hostname": extra.node } } : {}),
   });
   if (extra.annotations) {
@@ -236,18 +231,15 @@ Deno.test({
     try {
       const files = `${tmp}/files`;
       await Deno.mkdir(files);
-      const home = Deno.env.get("HOME");
-      const denoDir = Deno.env.get("DENO_DIR") ?? (home ? `${home}/.cache/deno` : undefined);
       agent = await startNodeAgent({
         kubeconfigPath: cp.adminKubeconfigPath,
         nodeNames: cp.nodeNames,
         workDir: `${tmp}/agent`,
         namespace: NAMESPACE,
         statusIntervalMs: 50,
-        sharedHostPaths: [
-          ...(denoDir ? [denoDir] : []),
-          { hostPath: files, containerPath: `${HOST_FILES_ROOT}${files}` },
-        ],
+        // As serve shares them: source, Deno cache and storage under /planetary, where no task
+        // path can shadow them (this checkout may well live under /tmp).
+        sharedHostPaths: hostTransporterSetup([files]).sharedHostPaths,
         faults: { "task-oom": { kind: "OOMKilled" } },
       });
       const env: Env = { cp, admin, agent, files };

@@ -6,6 +6,7 @@
  */
 import { fileURLToPath } from "node:url";
 import type { Backend } from "../orchestrator/backend.ts";
+import type { SharedHostPath } from "../orchestrator/backends/local/host_runtime.ts";
 import { LocalBackend } from "../orchestrator/backends/local/local_backend.ts";
 import { Orchestrator } from "../orchestrator/orchestrator.ts";
 import { buildTaskPod } from "../pod/build_task_pod.ts";
@@ -92,6 +93,60 @@ function localSourceDir(): string | undefined {
   return fileURLToPath(new URL("../..", here)).replace(/\/+$/, "");
 }
 
+/** How task containers run on this machine reach Planetary's transporter and `file://` storage. */
+export interface HostTransporterSetup {
+  /**
+   * Host folders to share with every container (the local backend's and the test node agent's
+   * host runtime): the Deno cache at `/planetary/deno`, the source tree read-only at
+   * `/planetary/source`, and each allow-listed folder under `/planetary/host`.
+   */
+  sharedHostPaths: SharedHostPath[];
+  /** Pod builder settings: the transporter command and environment that match those paths. */
+  pod: Pick<PodBuilderConfig, "transporterCommand" | "transporterEnv">;
+}
+
+/**
+ * The container paths through which task containers run by a host runtime see Planetary's own
+ * files. Everything lives under `/planetary`, so it can never shadow a task's paths (a task may
+ * well use `/tmp`, `/work` or `$HOME` paths, where the source tree or the storage may be).
+ *
+ * @param fileAllowList Host folders that `file://` inputs and outputs may use.
+ * @returns Shared paths for the host runtime and the matching pod builder settings.
+ * @example
+ * ```ts ignore
+ * const { sharedHostPaths, pod } = hostTransporterSetup(["/srv/data"]);
+ * ```
+ */
+export function hostTransporterSetup(fileAllowList: readonly string[]): HostTransporterSetup {
+  const home = Deno.env.get("HOME");
+  const denoDir = Deno.env.get("DENO_DIR") ?? (home ? `${home}/.cache/deno` : undefined);
+  const sourceDir = localSourceDir();
+  return {
+    sharedHostPaths: [
+      ...(denoDir ? [{ hostPath: denoDir, containerPath: CONTAINER_DENO_DIR }] : []),
+      ...(sourceDir
+        ? [{ hostPath: sourceDir, containerPath: CONTAINER_SOURCE_DIR, readOnly: true }]
+        : []),
+      ...fileAllowList.map((hostPath) => ({
+        hostPath,
+        containerPath: `${HOST_FILES_ROOT}${hostPath === "/" ? "" : hostPath}`,
+      })),
+    ],
+    pod: {
+      transporterCommand: localTransporterCommand(sourceDir ? CONTAINER_SOURCE_DIR : undefined),
+      transporterEnv: {
+        ...(denoDir ? { DENO_DIR: CONTAINER_DENO_DIR } : {}),
+        ...(fileAllowList.length
+          ? {
+            PLANETARY_FILE_ALLOW_LIST: fileAllowList.join(":"),
+            PLANETARY_FILE_ROOT: HOST_FILES_ROOT,
+          }
+          : {}),
+      },
+    },
+  };
+}
+
 /**
  * Starts the orchestrator on `store`.
  *
@@ -111,43 +166,27 @@ export function startExecution(store: TaskStore, options: ExecutionOptions): Run
     maxConcurrentTasks = 4,
     fileAllowList = [],
   } = options;
-  // The allow-listed host folders appear under /planetary/host in task containers, so they can
-  // never shadow a task's own paths (a task may well use /tmp or $HOME paths); the transporter
-  // is told to look there. The source tree and the Deno cache appear under /planetary too.
-  const home = Deno.env.get("HOME");
-  const denoDir = Deno.env.get("DENO_DIR") ?? (home ? `${home}/.cache/deno` : undefined);
-  const sourceDir = localSourceDir();
   const local = options.backend === undefined;
+  const setup = hostTransporterSetup(fileAllowList);
   const backend = options.backend ?? new LocalBackend({
     workDir,
     maxConcurrentPods: maxConcurrentTasks,
-    sharedHostPaths: [
-      ...(denoDir ? [{ hostPath: denoDir, containerPath: CONTAINER_DENO_DIR }] : []),
-      ...(sourceDir
-        ? [{ hostPath: sourceDir, containerPath: CONTAINER_SOURCE_DIR, readOnly: true }]
-        : []),
-      ...fileAllowList.map((hostPath) => ({
-        hostPath,
-        containerPath: `${HOST_FILES_ROOT}${hostPath === "/" ? "" : hostPath}`,
-      })),
-    ],
+    sharedHostPaths: setup.sharedHostPaths,
   });
-  const podConfig: PodBuilderConfig = {
-    transporterCommand: localTransporterCommand(
-      local && sourceDir ? CONTAINER_SOURCE_DIR : undefined,
-    ),
-    ...pod,
-    transporterEnv: {
-      ...(local && denoDir ? { DENO_DIR: CONTAINER_DENO_DIR } : {}),
-      ...(fileAllowList.length
-        ? {
-          PLANETARY_FILE_ALLOW_LIST: fileAllowList.join(":"),
-          ...(options.backend ? {} : { PLANETARY_FILE_ROOT: HOST_FILES_ROOT }),
-        }
-        : {}),
-      ...pod.transporterEnv,
-    },
-  };
+  const podConfig: PodBuilderConfig = local
+    ? {
+      ...setup.pod,
+      ...pod,
+      transporterEnv: { ...setup.pod.transporterEnv, ...pod.transporterEnv },
+    }
+    : {
+      transporterCommand: localTransporterCommand(),
+      ...pod,
+      transporterEnv: {
+        ...(fileAllowList.length ? { PLANETARY_FILE_ALLOW_LIST: fileAllowList.join(":") } : {}),
+        ...pod.transporterEnv,
+      },
+    };
   const orchestrator = new Orchestrator({
     store,
     backend,
