@@ -16,6 +16,8 @@
  * - `--keep-finished-pods` / `PLANETARY_KEEP_FINISHED_PODS=true`: leave finished pods to the
  *   monitor's keep interval instead of deleting them at once;
  * - `--owner` / `POD_NAME`: this replica's identity in claims (default random);
+ * - `--lease-ms` / `PLANETARY_LEASE_MS` (default 30000): how long a claim lasts unless renewed
+ *   (another replica adopts the tasks of a dead one after this);
  * - `--health-port` / `PLANETARY_HEALTH_PORT` (default 8081): `/healthz` and `/readyz`.
  *
  * @module
@@ -47,6 +49,7 @@ Options (environment in parentheses):
   --keep-finished-pods leave finished pods for the monitor to delete later
                        (PLANETARY_KEEP_FINISHED_PODS=true)
   --owner ID           identity in claims (POD_NAME; default random)
+  --lease-ms N         claim lease in ms (PLANETARY_LEASE_MS; default 30000)
   --health-port P      /healthz and /readyz port, 0 = none (PLANETARY_HEALTH_PORT; default 8081)
   -h, --help           show this help
 `;
@@ -69,6 +72,7 @@ export async function main(args: readonly string[]): Promise<number> {
         "max-tasks": { type: "string" },
         "pod-config": { type: "string" },
         owner: { type: "string" },
+        "lease-ms": { type: "string" },
         "keep-finished-pods": { type: "boolean" },
         "health-port": { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -91,12 +95,17 @@ export async function main(args: readonly string[]): Promise<number> {
   const healthPort = port(values["health-port"] ?? env("PLANETARY_HEALTH_PORT") ?? "8081");
   const podConfigPath = values["pod-config"] ?? env("PLANETARY_POD_CONFIG");
   const owner = values.owner ?? env("POD_NAME");
+  const leaseText = values["lease-ms"] ?? env("PLANETARY_LEASE_MS");
+  const leaseMs = leaseText === undefined ? undefined : positiveInt(leaseText);
   const keepFinished = values["keep-finished-pods"] ??
     env("PLANETARY_KEEP_FINISHED_PODS") === "true";
   if (databaseUrl === undefined) return usage("set DATABASE_URL (or --database-url)");
   if (namespace === undefined) return usage("set PLANETARY_NAMESPACE (or --namespace)");
   if (maxTasks === undefined) return usage("--max-tasks: must be a positive integer");
   if (healthPort === undefined) return usage("--health-port: must be a port number");
+  if (leaseText !== undefined && leaseMs === undefined) {
+    return usage("--lease-ms: must be a positive integer");
+  }
 
   try {
     const podConfig = podConfigPath ? await readPodConfig(podConfigPath) : {};
@@ -114,6 +123,7 @@ export async function main(args: readonly string[]): Promise<number> {
       maxConcurrentTasks: maxTasks,
       deleteFinishedPods: !keepFinished,
       ...(owner !== undefined ? { owner } : {}),
+      ...(leaseMs !== undefined ? { leaseMs } : {}),
     });
     orchestrator.start();
     const health = healthPort > 0
@@ -125,6 +135,13 @@ export async function main(args: readonly string[]): Promise<number> {
     await waitForSignal();
     await health?.close();
     await orchestrator.stop();
+    // what this replica asked of the apiserver, for capacity planning and benchmarks
+    console.error(JSON.stringify({
+      msg: "orchestrator stopped",
+      owner: orchestrator.owner,
+      kubernetes_requests: backend.requestCountsByResource(),
+      pod_watch: backend.watchStats,
+    }));
     await backend.close();
     await store.close();
     return 0;

@@ -71,6 +71,7 @@ export class Orchestrator {
   #pollMs: number;
   #log: (entry: OrchestratorLogEntry) => void;
   #deleteFinishedPods: boolean;
+  #claimAhead: number;
   #active = new Map<string, ActiveTask>();
   #pods = new Map<string, V1Pod>();
   #queue: WorkQueue;
@@ -105,6 +106,7 @@ export class Orchestrator {
     this.#pollMs = pollIntervalMs;
     this.#log = log;
     this.#deleteFinishedPods = deleteFinishedPods;
+    this.#claimAhead = Math.max(1, reconcileConcurrency * 4);
     this.#queue = new WorkQueue((id) => this.#reconcile(id), {
       concurrency: reconcileConcurrency,
       onError: (id, error) =>
@@ -132,6 +134,11 @@ export class Orchestrator {
     const adopt = this.#store.renewLeases(this.#owner, -1).catch((error) =>
       this.#log({ msg: "could not expire own leases", error: errorText(error) })
     );
+    // Leases are renewed by owner: renewing before the first claim took the expired ones back
+    // would extend the leases of tasks this process does not hold, and nobody would ever adopt
+    // them. So renewal starts once the first claim pass is over.
+    const firstClaim = Promise.withResolvers<void>();
+    signal.addEventListener("abort", () => firstClaim.resolve(), { once: true });
     this.#loops.push(
       adopt,
       this.#backend.watchPods((event) => {
@@ -142,10 +149,20 @@ export class Orchestrator {
         const id = event.pod.metadata?.labels?.[LABEL_TASK_ID];
         if (id && this.#active.has(id)) this.#queue.add(id);
       }, signal),
-      adopt.then(() => this.#every(this.#pollMs, () => this.#claim(), true)),
-      this.#every(Math.max(100, Math.floor(this.#leaseMs / 3)), async () => {
-        await this.#store.renewLeases(this.#owner, this.#leaseMs);
-      }),
+      adopt.then(() =>
+        this.#every(this.#pollMs, async () => {
+          try {
+            await this.#claim();
+          } finally {
+            firstClaim.resolve();
+          }
+        }, true)
+      ),
+      firstClaim.promise.then(() =>
+        this.#every(Math.max(100, Math.floor(this.#leaseMs / 3)), async () => {
+          await this.#store.renewLeases(this.#owner, this.#leaseMs);
+        })
+      ),
       this.#every(this.#pollMs, () => this.#pollCancels()),
     );
   }
@@ -187,7 +204,12 @@ export class Orchestrator {
 
   async #claim(): Promise<void> {
     for (;;) {
-      const room = this.#max - this.#active.size;
+      // Claim only what can get a pod soon: a task claimed far ahead of its pod sits INITIALIZING
+      // without a pod (the monitor fails such tasks as lost after its grace period) and cannot be
+      // taken by another replica. So at most `#claimAhead` claimed tasks wait for their pod.
+      let waiting = 0;
+      for (const task of this.#active.values()) if (!task.podSeen && !task.created) waiting++;
+      const room = Math.min(this.#max - this.#active.size, this.#claimAhead - waiting);
       if (room <= 0 || this.#abort.signal.aborted) return;
       const claimed = await this.#store.claim(this.#owner, room, this.#leaseMs);
       for (const { task } of claimed) {
