@@ -1,7 +1,9 @@
 /**
  * Storage adapters behind one interface, chosen by URL: `file://` (confined to an
- * allow-list) and `http(s)://` (download only). Cloud adapters plug in through
- * {@linkcode StorageConfig.adapters}.
+ * allow-list), `http(s)://` (download only), and the cloud adapters `s3://` (S3Storage),
+ * `az://` (AzureBlobStorage) and `gs://` (GcsStorage), which plug in through
+ * {@linkcode StorageConfig.adapters} — {@linkcode cloudStorageFromEnv} builds them from the
+ * providers' standard environment variables.
  *
  * @example Usage
  * ```ts ignore
@@ -18,3 +20,7 @@ export * from "./redact_url.ts";
 export * from "./storage_for_url.ts";
 export * from "./file/file_storage.ts";
 export * from "./http/http_storage.ts";
+export * from "./s3/s3_storage.ts";
+export * from "./azure/azure_blob_storage.ts";
+export * from "./gcs/gcs_storage.ts";
+export * from "./cloud_storage_from_env.ts";

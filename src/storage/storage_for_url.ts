@@ -21,7 +21,10 @@ export interface StorageConfig {
   http?: HttpStorageOptions;
   /**
    * Extra or replacement adapters by scheme (lower case, without `:`), consulted first. This
-   * is how cloud adapters (`s3`, `gs`, `az`) plug in.
+   * is how cloud adapters (`s3`, `gs`, `az`) plug in. A key may also be an `https://` origin,
+   * optionally with a `*.` wildcard host (`https://storage.googleapis.com`,
+   * `https://*.blob.core.windows.net`): it takes URLs on that host that carry no query string
+   * (a presigned URL, which does, stays with the plain `https` adapter).
    * @default {{}}
    */
   adapters?: Readonly<Record<string, Storage>>;
@@ -56,6 +59,8 @@ export function urlScheme(url: string): string | undefined {
 export function storageForUrl(url: string, config: StorageConfig = {}): Storage {
   const { fileAllowList = [], fileRoot = "", http = {}, adapters = {} } = config;
   const scheme = urlScheme(url);
+  const byHost = hostAdapter(url, adapters);
+  if (byHost !== undefined) return byHost;
   if (scheme !== undefined && Object.hasOwn(adapters, scheme)) {
     const adapter = adapters[scheme];
     if (adapter !== undefined) return adapter;
@@ -74,4 +79,26 @@ export function storageForUrl(url: string, config: StorageConfig = {}): Storage 
         { code: "UNSUPPORTED_SCHEME", url },
       );
   }
+}
+
+/** The adapter registered for the URL's `https://` origin (see `StorageConfig.adapters`). */
+function hostAdapter(
+  url: string,
+  adapters: Readonly<Record<string, Storage>>,
+): Storage | undefined {
+  const match = /^(https?):\/\/([^/?#@]+)(?:\/[^?#]*)?(\?)?/i.exec(url);
+  if (match === null || match[3] !== undefined) return undefined;
+  const origin = `${match[1]!.toLowerCase()}://${match[2]!.toLowerCase()}`;
+  for (const [key, adapter] of Object.entries(adapters)) {
+    if (!key.includes("://")) continue;
+    const pattern = key.toLowerCase().replace(/\/+$/, "");
+    const wildcard = /^(https?:\/\/)\*\.(.+)$/.exec(pattern);
+    if (
+      pattern === origin ||
+      (wildcard !== null && origin.startsWith(wildcard[1]!) && origin.endsWith(`.${wildcard[2]}`))
+    ) {
+      return adapter;
+    }
+  }
+  return undefined;
 }

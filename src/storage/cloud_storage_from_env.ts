@@ -1,0 +1,134 @@
+/**
+ * Which cloud stores are configured, read from the standard environment variables of each
+ * provider (the way Kubernetes Secrets reach the transporter through `envFrom`).
+ *
+ * | store | turned on by | settings |
+ * |---|---|---|
+ * | S3 (`s3://`) | `PLANETARY_S3_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_PROFILE`, `AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_CONTAINER_CREDENTIALS_FULL_URI`/`_RELATIVE_URI`, or `PLANETARY_S3=true` | `AWS_REGION`, `PLANETARY_S3_FORCE_PATH_STYLE` (default `true` with an endpoint), `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, else the SDK's default credential chain |
+ * | Azure (`az://`, `https://*.blob.core.windows.net`) | `AZURE_STORAGE_CONNECTION_STRING`, or `AZURE_STORAGE_ACCOUNT` with `AZURE_STORAGE_KEY` or `AZURE_STORAGE_SAS_TOKEN` | — |
+ * | GCS (`gs://`, `https://storage.googleapis.com`) | `PLANETARY_GCS_ENDPOINT`, `GOOGLE_APPLICATION_CREDENTIALS`, or `PLANETARY_GCS=true` (ADC / workload identity) | `GOOGLE_CLOUD_PROJECT` |
+ *
+ * `PLANETARY_STORAGE_RANGED_READ_MIB` (all three): objects above this many MiB are downloaded by
+ * parallel ranged requests (default: one stream).
+ *
+ * GCS with HMAC keys: use `s3://bucket/key` URLs with `PLANETARY_S3_ENDPOINT=https://storage.googleapis.com`,
+ * `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` = the HMAC key (checksums then default to
+ * `WHEN_REQUIRED`, which GCS's XML API needs).
+ *
+ * @module
+ */
+import type { Storage } from "./storage.ts";
+import { S3Storage, type S3StorageOptions } from "./s3/s3_storage.ts";
+import { AzureBlobStorage, type AzureBlobStorageOptions } from "./azure/azure_blob_storage.ts";
+import { GcsStorage, type GcsStorageOptions } from "./gcs/gcs_storage.ts";
+
+/** What {@linkcode cloudStorageFromEnv} found. */
+export interface CloudStorageSetup {
+  /** Adapters for `StorageConfig.adapters`, keyed by scheme and by https origin. */
+  adapters: Record<string, Storage>;
+  /** URL schemes of the configured stores (`s3`, `az`, `gs`), in that order. */
+  schemes: string[];
+  /** URL prefixes to show in service-info (`s3://`, `az://`, `https://*.blob.core.windows.net/`…). */
+  prefixes: string[];
+}
+
+function truthy(value: string | undefined): boolean {
+  return value !== undefined && /^(1|true|yes|on)$/i.test(value.trim());
+}
+
+/**
+ * Builds the cloud adapters that the environment configures.
+ *
+ * @param env Reads a variable. @default Deno.env.get
+ * @returns Adapters, schemes and service-info prefixes (all empty when nothing is configured).
+ *
+ * @example Usage
+ * ```ts
+ * import { cloudStorageFromEnv } from "./cloud_storage_from_env.ts";
+ * const env: Record<string, string> = { PLANETARY_S3_ENDPOINT: "http://127.0.0.1:9000" };
+ * cloudStorageFromEnv((name) => env[name]).schemes; // ["s3"]
+ * ```
+ */
+export function cloudStorageFromEnv(
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): CloudStorageSetup {
+  const get = (name: string): string | undefined => {
+    const value = env(name);
+    return value === undefined || value === "" ? undefined : value;
+  };
+  const setup: CloudStorageSetup = { adapters: {}, schemes: [], prefixes: [] };
+  const rangedMib = Number(get("PLANETARY_STORAGE_RANGED_READ_MIB") ?? "NaN");
+  const ranged = Number.isFinite(rangedMib) && rangedMib >= 0
+    ? { rangedReadThreshold: rangedMib * 1024 * 1024 }
+    : {};
+
+  const s3Endpoint = get("PLANETARY_S3_ENDPOINT");
+  const s3On = s3Endpoint !== undefined || truthy(get("PLANETARY_S3")) ||
+    [
+      "AWS_ACCESS_KEY_ID",
+      "AWS_PROFILE",
+      "AWS_WEB_IDENTITY_TOKEN_FILE",
+      "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+      "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    ].some((name) => get(name) !== undefined);
+  if (s3On) {
+    const pathStyle = get("PLANETARY_S3_FORCE_PATH_STYLE");
+    const options: S3StorageOptions = {
+      ...ranged,
+      ...(s3Endpoint === undefined ? {} : { endpoint: s3Endpoint }),
+      forcePathStyle: pathStyle === undefined ? s3Endpoint !== undefined : truthy(pathStyle),
+    };
+    const accessKeyId = get("AWS_ACCESS_KEY_ID");
+    const secretAccessKey = get("AWS_SECRET_ACCESS_KEY");
+    if (accessKeyId !== undefined && secretAccessKey !== undefined) {
+      const sessionToken = get("AWS_SESSION_TOKEN");
+      options.credentials = {
+        accessKeyId,
+        secretAccessKey,
+        ...(sessionToken === undefined ? {} : { sessionToken }),
+      };
+    }
+    const region = get("AWS_REGION") ?? get("AWS_DEFAULT_REGION");
+    if (region !== undefined) options.region = region;
+    setup.adapters.s3 = new S3Storage(options);
+    setup.schemes.push("s3");
+    setup.prefixes.push("s3://");
+  }
+
+  const connectionString = get("AZURE_STORAGE_CONNECTION_STRING");
+  const account = get("AZURE_STORAGE_ACCOUNT");
+  const key = get("AZURE_STORAGE_KEY");
+  const sas = get("AZURE_STORAGE_SAS_TOKEN");
+  if (connectionString !== undefined || (account !== undefined && (key ?? sas) !== undefined)) {
+    const options: AzureBlobStorageOptions = connectionString !== undefined
+      ? { connectionString, ...ranged }
+      : {
+        account: account!,
+        ...(key === undefined ? { sasToken: sas! } : { accountKey: key }),
+        ...ranged,
+      };
+    const azure = new AzureBlobStorage(options);
+    setup.adapters.az = azure;
+    setup.adapters["https://*.blob.core.windows.net"] = azure;
+    setup.schemes.push("az");
+    setup.prefixes.push("az://", "https://*.blob.core.windows.net/");
+  }
+
+  const gcsEndpoint = get("PLANETARY_GCS_ENDPOINT");
+  const keyFile = get("GOOGLE_APPLICATION_CREDENTIALS");
+  if (gcsEndpoint !== undefined || keyFile !== undefined || truthy(get("PLANETARY_GCS"))) {
+    const options: GcsStorageOptions = {
+      ...ranged,
+      ...(gcsEndpoint === undefined ? {} : { apiEndpoint: gcsEndpoint }),
+      ...(keyFile === undefined ? {} : { keyFilename: keyFile }),
+    };
+    const project = get("GOOGLE_CLOUD_PROJECT");
+    if (project !== undefined) options.projectId = project;
+    const gcs = new GcsStorage(options);
+    setup.adapters.gs = gcs;
+    setup.adapters["https://storage.googleapis.com"] = gcs;
+    setup.schemes.push("gs");
+    setup.prefixes.push("gs://", "https://storage.googleapis.com/");
+  }
+  return setup;
+}

@@ -1,0 +1,658 @@
+/**
+ * One storage conformance suite run against every adapter: `file://`, S3 (moto), Azure Blob
+ * (Azurite) and GCS (fake-gcs-server), each emulator started on a free loopback port. Then
+ * the transporter (a subprocess with its production permissions) moves a directory from one
+ * cloud store to another.
+ *
+ * Emulators come from `tests/emulators/install.sh`; missing ones skip locally and fail under
+ * CI=true.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import { BlobServiceClient } from "@azure/storage-blob";
+import { Storage as GcsSdk } from "@google-cloud/storage";
+import {
+  AzureBlobStorage,
+  FileStorage,
+  GcsStorage,
+  joinUrl,
+  S3Storage,
+  type Storage,
+  StorageError,
+  storageForUrl,
+} from "../src/storage/mod.ts";
+import { cloudStorageFromEnv } from "../src/storage/cloud_storage_from_env.ts";
+import { REPORT_PREFIX, type TransferReport, type TransferSpec } from "../src/pod/layout.ts";
+import { TRANSPORTER_PERMISSIONS } from "../transporter/main.ts";
+import { resolveServeOptions } from "../src/server/serve_config.ts";
+import { startServer } from "../src/server/start_server.ts";
+import { requireComponent } from "./_harness/component.ts";
+import {
+  azuriteConnectionString,
+  type Emulator,
+  emulatorInstalled,
+  startAzurite,
+  startFakeGcs,
+  startMoto,
+} from "./_harness/emulators.ts";
+
+const MIB = 1024 * 1024;
+const LARGE = 100 * MIB + 12_345; // several parts, and a ragged last one
+const INSTALL = "run `sh tests/emulators/install.sh`";
+
+/** One store under test. */
+interface Store {
+  name: string;
+  storage: Storage;
+  /** A fresh directory URL (no trailing `/`). */
+  dir(name: string): string;
+  /** Storage with a wrong secret, and that secret (absent when the store has no auth). */
+  wrongCredentials?: { storage: Storage; secret: string };
+  /** Storage whose requests go through `proxy` (absent when there is no network). */
+  throughProxy?: (proxyEndpoint: string) => Storage;
+  /** The emulator behind, if any. */
+  emulator?: Emulator;
+}
+
+// --- helpers ---------------------------------------------------------------------------
+
+function bytesStream(data: string): ReadableStream<Uint8Array> {
+  return new Response(data).body ?? new ReadableStream({ start: (c) => c.close() });
+}
+
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<string> {
+  return await new Response(stream).text();
+}
+
+/** Deterministic, non-repeating content of `size` bytes, generated 1 MiB at a time. */
+function generated(size: number, seed: number): ReadableStream<Uint8Array> {
+  const block = new Uint8Array(MIB);
+  for (let i = 0; i < block.length; i++) block[i] = (i * 31 + seed * 7) & 0xff;
+  let sent = 0;
+  let n = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (sent >= size) return controller.close();
+      const chunk = block.slice(0, Math.min(MIB, size - sent));
+      new DataView(chunk.buffer).setUint32(0, n++); // every MiB differs
+      sent += chunk.length;
+      controller.enqueue(chunk);
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** Passes bytes through while hashing them (SHA-256). */
+function hashing(): { stream: TransformStream<Uint8Array, Uint8Array>; hex: () => string } {
+  const hash = createHash("sha256");
+  let hex = "";
+  return {
+    stream: new TransformStream({
+      transform(chunk, controller) {
+        hash.update(chunk);
+        controller.enqueue(chunk);
+      },
+      flush() {
+        hex = hash.digest("hex");
+      },
+    }),
+    hex: () => hex,
+  };
+}
+
+async function listed(storage: Storage, url: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for await (const entry of storage.list(url)) {
+    assert.equal(entry.url, joinUrl(url, entry.relativePath));
+    out[entry.relativePath] = entry.size;
+  }
+  return out;
+}
+
+/**
+ * A tiny HTTP proxy in front of an emulator that answers the first `failures` requests with
+ * 503 and 429 in turn (a throttling, then overloaded, service) and forwards the rest.
+ */
+function faultyProxy(target: string, failures: number): {
+  endpoint: string;
+  rejected: () => number;
+  forwarded: () => number;
+  close: () => Promise<void>;
+} {
+  let rejected = 0;
+  let forwarded = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    if (rejected < failures) {
+      await req.body?.cancel();
+      rejected++;
+      const status = rejected % 2 === 1 ? 503 : 429;
+      return new Response(
+        status === 503
+          ? "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+          : "<Error><Code>TooManyRequests</Code><Message>Too many requests.</Message></Error>",
+        { status, headers: { "content-type": "application/xml", "retry-after": "0" } },
+      );
+    }
+    forwarded++;
+    const url = new URL(req.url);
+    const headers = new Headers(req.headers);
+    headers.delete("host");
+    const response = await fetch(`${target}${url.pathname}${url.search}`, {
+      method: req.method,
+      headers,
+      body: req.body,
+      redirect: "manual",
+    });
+    return new Response(response.body, { status: response.status, headers: response.headers });
+  });
+  return {
+    endpoint: `http://127.0.0.1:${server.addr.port}`,
+    rejected: () => rejected,
+    forwarded: () => forwarded,
+    close: () => server.shutdown(),
+  };
+}
+
+// --- the conformance suite -------------------------------------------------------------
+
+async function conformance(t: Deno.TestContext, store: Store): Promise<void> {
+  const { storage } = store;
+
+  await t.step(`${store.name}: write() then read() round-trips a small object`, async () => {
+    const url = `${store.dir("small")}/hello world.txt`;
+    assert.deepEqual(await storage.write(url, bytesStream("hello, storage\n"), { size: 15 }), {
+      size: 15,
+    });
+    assert.equal(await readAll(await storage.read(url)), "hello, storage\n");
+    assert.deepEqual(await storage.stat(url), { type: "file", size: 15 });
+    // Overwrite replaces.
+    await storage.write(url, bytesStream("v2"));
+    assert.equal(await readAll(await storage.read(url)), "v2");
+  });
+
+  await t.step(`${store.name}: write() and read() handle an empty object`, async () => {
+    const url = `${store.dir("empty")}/empty.bin`;
+    assert.deepEqual(await storage.write(url, bytesStream(""), { size: 0 }), { size: 0 });
+    assert.equal(await readAll(await storage.read(url)), "");
+    assert.deepEqual(await storage.stat(url), { type: "file", size: 0 });
+  });
+
+  await t.step(`${store.name}: write() refuses a stream shorter than its size`, async () => {
+    const url = `${store.dir("short")}/short.bin`;
+    await assert.rejects(
+      storage.write(url, bytesStream("12345"), { size: 6 }),
+      (error) => error instanceof StorageError && /size mismatch/.test(error.message),
+    );
+    assert.equal(await storage.stat(url), undefined, "no partial object is left behind");
+  });
+
+  await t.step(
+    `${store.name}: write() then read() stream a ${LARGE} byte object intact`,
+    async () => {
+      const url = `${store.dir("large")}/large.bin`;
+      const up = hashing();
+      const result = await storage.write(url, generated(LARGE, 1).pipeThrough(up.stream), {
+        size: LARGE,
+      });
+      assert.equal(result.size, LARGE);
+      assert.deepEqual(await storage.stat(url), { type: "file", size: LARGE });
+      const down = hashing();
+      let bytes = 0;
+      for await (const chunk of (await storage.read(url)).pipeThrough(down.stream)) {
+        bytes += chunk.byteLength;
+      }
+      assert.equal(bytes, LARGE);
+      assert.equal(down.hex(), up.hex(), "SHA-256 of what came back equals what went up");
+    },
+  );
+
+  await t.step(`${store.name}: list() yields every object under a prefix only`, async () => {
+    const base = store.dir("tree");
+    const files: Record<string, string> = {
+      "a/top.txt": "1",
+      "a/b/c.txt": "22",
+      "a/b/d/e f.txt": "333",
+      "a/b/d/g/h.txt": "4444",
+      "ab/sibling.txt": "55555", // shares the prefix "a" but is not under "a/"
+      "a.txt": "666666",
+    };
+    for (const [path, content] of Object.entries(files)) {
+      await storage.write(
+        `${base}/${path.split("/").map(encodeURIComponent).join("/")}`,
+        bytesStream(content),
+      );
+    }
+    assert.deepEqual(await listed(storage, `${base}/a`), {
+      "top.txt": 1,
+      "b/c.txt": 2,
+      "b/d/e f.txt": 3,
+      "b/d/g/h.txt": 4,
+    });
+    assert.deepEqual(await listed(storage, `${base}/a/b/d`), { "e f.txt": 3, "g/h.txt": 4 });
+    const trailing: Record<string, number> = {};
+    for await (const entry of storage.list(`${base}/a/b/`)) trailing[entry.relativePath] = 1;
+    assert.deepEqual(Object.keys(trailing).sort(), ["c.txt", "d/e f.txt", "d/g/h.txt"]);
+    assert.deepEqual(await storage.stat(`${base}/a`), { type: "directory", size: 0 });
+    assert.deepEqual(await storage.stat(`${base}/a/b/d/g`), { type: "directory", size: 0 });
+    assert.equal(
+      await readAll(await storage.read(`${base}/a/b/d/e%20f.txt`)),
+      "333",
+    );
+  });
+
+  await t.step(`${store.name}: read() of a missing object is a clear not-found`, async () => {
+    const url = `${store.dir("missing")}/nothing-here.txt`;
+    await assert.rejects(storage.read(url), (error) => {
+      assert.ok(error instanceof StorageError);
+      assert.equal(error.code, "NOT_FOUND");
+      assert.match(error.message, /not found: .*nothing-here\.txt/);
+      return true;
+    });
+    assert.equal(await storage.stat(url), undefined);
+  });
+
+  if (store.wrongCredentials !== undefined) {
+    const { storage: wrong, secret } = store.wrongCredentials;
+    await t.step(
+      `${store.name}: wrong credentials fail with a clear reason and no secret`,
+      async () => {
+        const url = `${store.dir("small")}/hello world.txt`;
+        const attempts: [string, () => Promise<unknown>][] = [
+          ["read", () => wrong.read(url)],
+          ["write", () => wrong.write(`${store.dir("denied")}/x.txt`, bytesStream("x"))],
+          ["list", async () => {
+            for await (const _ of wrong.list(store.dir("small"))) { /* drain */ }
+          }],
+        ];
+        for (const [what, attempt] of attempts) {
+          await assert.rejects(attempt(), (error) => {
+            assert.ok(error instanceof StorageError, `${what}: ${error}`);
+            assert.equal(error.code, "PERMISSION_DENIED", `${what}: ${error.message}`);
+            assert.match(error.message, /permission denied \(.*(403|credentials)/);
+            const everything = `${error.message} ${error.stack} ${String(error.cause)} ${
+              Deno.inspect(error, { depth: 10 })
+            }`;
+            assert.ok(!everything.includes(secret), `${what} leaks the secret: ${everything}`);
+            return true;
+          });
+        }
+      },
+    );
+  }
+
+  if (store.throughProxy !== undefined) {
+    const makeStorage = store.throughProxy;
+    await t.step(`${store.name}: 503 and 429 answers are retried until success`, async () => {
+      const proxy = faultyProxy(store.emulator!.endpoint, 4);
+      try {
+        const flaky = makeStorage(proxy.endpoint);
+        const url = `${store.dir("retry")}/retried.txt`;
+        await flaky.write(url, bytesStream("survived"), { size: 8 });
+        assert.equal(await readAll(await flaky.read(url)), "survived");
+        assert.equal(proxy.rejected(), 4, "the first four requests were refused");
+        assert.ok(proxy.forwarded() >= 2);
+      } finally {
+        await proxy.close();
+      }
+    });
+  }
+}
+
+// --- the stores ------------------------------------------------------------------------
+
+let counter = 0;
+const unique = (name: string): string => `${name}-${Date.now().toString(36)}-${counter++}`;
+
+Deno.test("FileStorage passes the storage conformance suite", async (t) => {
+  const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "storage-conf-" }));
+  try {
+    await conformance(t, {
+      name: "file",
+      storage: new FileStorage({ allowList: [root] }),
+      dir: (name) => `file://${root}/${unique(name)}`,
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "S3Storage passes the storage conformance suite against moto",
+  ignore: !requireComponent(emulatorInstalled("s3"), `moto not installed (${INSTALL})`),
+  async fn(t) {
+    const moto = await startMoto({ auth: true });
+    try {
+      const { credentials, endpoint } = moto;
+      await new S3Client({ region: "us-east-1", endpoint, forcePathStyle: true, credentials })
+        .send(new CreateBucketCommand({ Bucket: "conformance" }));
+      const at = (e: string, secretAccessKey = credentials.secretAccessKey): S3Storage =>
+        new S3Storage({
+          endpoint: e,
+          forcePathStyle: true,
+          rangedReadThreshold: 16 * MIB, // exercise parallel ranged reads
+          credentials: { accessKeyId: credentials.accessKeyId, secretAccessKey },
+        });
+      await conformance(t, {
+        name: "s3",
+        storage: at(endpoint),
+        dir: (name) => `s3://conformance/${unique(name)}`,
+        wrongCredentials: {
+          storage: at(endpoint, "WrongSecretKeyValue1234567890abcdefghij"),
+          secret: "WrongSecretKeyValue1234567890abcdefghij",
+        },
+        emulator: moto,
+      });
+    } finally {
+      await moto.stop();
+    }
+    // Retries need a moto without auth: the proxy changes the signed Host header.
+    const open = await startMoto();
+    try {
+      const { credentials, endpoint } = open;
+      await new S3Client({ region: "us-east-1", endpoint, forcePathStyle: true, credentials })
+        .send(new CreateBucketCommand({ Bucket: "retries" }));
+      await t.step("s3: 503 and 429 answers are retried until success", async () => {
+        const proxy = faultyProxy(endpoint, 2); // the SDK's throttling backoff is slow
+        try {
+          const flaky = new S3Storage({
+            endpoint: proxy.endpoint,
+            forcePathStyle: true,
+            credentials,
+          });
+          await flaky.write("s3://retries/retried.txt", bytesStream("survived"), { size: 8 });
+          assert.equal(await readAll(await flaky.read("s3://retries/retried.txt")), "survived");
+          assert.equal(proxy.rejected(), 2);
+        } finally {
+          await proxy.close();
+        }
+      });
+      await t.step(
+        "cloudStorageFromEnv() wires GCS HMAC keys as s3:// with a custom endpoint",
+        async () => {
+          // The path documented for GCS HMAC keys (endpoint https://storage.googleapis.com),
+          // checked for its wiring against moto: env -> S3Storage -> requests that succeed.
+          const env: Record<string, string> = {
+            PLANETARY_S3_ENDPOINT: endpoint,
+            AWS_ACCESS_KEY_ID: "GOOG1EHMACKEYID",
+            AWS_SECRET_ACCESS_KEY: "hmac-secret",
+          };
+          const setup = cloudStorageFromEnv((name) => env[name]);
+          assert.deepEqual(setup.schemes, ["s3"]);
+          const s3 = storageForUrl("s3://retries/hmac.txt", { adapters: setup.adapters });
+          assert.ok(s3 instanceof S3Storage);
+          await s3.write("s3://retries/hmac.txt", bytesStream("hmac"));
+          assert.equal(await readAll(await s3.read("s3://retries/hmac.txt")), "hmac");
+        },
+      );
+    } finally {
+      await open.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "AzureBlobStorage passes the storage conformance suite against Azurite",
+  ignore: !requireComponent(emulatorInstalled("azure"), `Azurite not installed (${INSTALL})`),
+  async fn(t) {
+    const azurite = await startAzurite();
+    try {
+      const connectionString = azuriteConnectionString(azurite.endpoint);
+      await BlobServiceClient.fromConnectionString(connectionString)
+        .getContainerClient("conformance").create();
+      const wrongKey = btoa("not-the-azurite-key-but-64-bytes-long-enough-to-look-real-12345");
+      await conformance(t, {
+        name: "azure",
+        storage: new AzureBlobStorage({
+          connectionString,
+          retry: { initialDelayMs: 10 },
+          rangedReadThreshold: 16 * MIB, // exercise parallel ranged reads
+        }),
+        dir: (name) => `az://devstoreaccount1/conformance/${unique(name)}`,
+        wrongCredentials: {
+          storage: new AzureBlobStorage({
+            connectionString: connectionString.replace(
+              /AccountKey=[^;]+/,
+              `AccountKey=${wrongKey}`,
+            ),
+          }),
+          secret: wrongKey,
+        },
+        throughProxy: (endpoint) =>
+          new AzureBlobStorage({
+            connectionString: azuriteConnectionString(endpoint),
+            retry: { initialDelayMs: 10 },
+          }),
+        emulator: azurite,
+      });
+    } finally {
+      await azurite.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "GcsStorage passes the storage conformance suite against fake-gcs-server",
+  ignore: !requireComponent(emulatorInstalled("gcs"), `fake-gcs-server not installed (${INSTALL})`),
+  async fn(t) {
+    const gcs = await startFakeGcs();
+    try {
+      await new GcsSdk({ apiEndpoint: gcs.endpoint, projectId: "test" }).createBucket(
+        "conformance",
+      );
+      await conformance(t, {
+        name: "gcs",
+        storage: new GcsStorage({ apiEndpoint: gcs.endpoint, rangedReadThreshold: 16 * MIB }),
+        dir: (name) => `gs://conformance/${unique(name)}`,
+        throughProxy: (endpoint) =>
+          new GcsStorage({ apiEndpoint: endpoint, maxRetryDelayMs: 1000 }),
+        emulator: gcs,
+      });
+      // fake-gcs-server does not check credentials, so a hand-written fake answers the 403
+      // that GCS gives a caller without access.
+      await t.step("gcs: a 403 from the service is a clear permission error", async () => {
+        const server = Deno.serve(
+          { hostname: "127.0.0.1", port: 0, onListen() {} },
+          () =>
+            Response.json({
+              error: { code: 403, message: "Caller does not have storage.objects.get access" },
+            }, {
+              status: 403,
+            }),
+        );
+        try {
+          const denied = new GcsStorage({ apiEndpoint: `http://127.0.0.1:${server.addr.port}` });
+          await assert.rejects(denied.read("gs://conformance/x"), (error) => {
+            assert.ok(error instanceof StorageError);
+            assert.equal(error.code, "PERMISSION_DENIED");
+            assert.match(error.message, /HTTP 403/);
+            return true;
+          });
+        } finally {
+          await server.shutdown();
+        }
+      });
+    } finally {
+      await gcs.stop();
+    }
+  },
+});
+
+// --- the transporter between stores ----------------------------------------------------
+
+const MAIN = new URL("../transporter/main.ts", import.meta.url).pathname;
+const REPO = new URL("..", import.meta.url).pathname;
+
+async function transporter(
+  mode: "inputs" | "outputs",
+  spec: TransferSpec,
+  root: string,
+  env: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const specPath = `${root}/spec-${mode}.json`;
+  await Deno.writeTextFile(specPath, JSON.stringify(spec));
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...TRANSPORTER_PERMISSIONS, MAIN, mode, specPath],
+    cwd: REPO,
+    env: {
+      PLANETARY_STATE_DIR: `${root}/state`,
+      PLANETARY_TERMINATION_LOG: `${root}/termination-log`,
+      NO_COLOR: "1",
+      ...env,
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+Deno.test({
+  name: "transporter moves a directory from S3 to Azure Blob and GCS",
+  ignore: !requireComponent(
+    emulatorInstalled("s3") && emulatorInstalled("azure") && emulatorInstalled("gcs"),
+    `storage emulators not installed (${INSTALL})`,
+  ),
+  async fn() {
+    const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "transporter-cloud-" }));
+    const emulators: Emulator[] = [];
+    try {
+      const [moto, azurite, gcs] = await Promise.all([startMoto(), startAzurite(), startFakeGcs()]);
+      emulators.push(moto, azurite, gcs);
+      const connectionString = azuriteConnectionString(azurite.endpoint);
+      const env: Record<string, string> = {
+        PLANETARY_S3_ENDPOINT: moto.endpoint,
+        AWS_ACCESS_KEY_ID: "test",
+        AWS_SECRET_ACCESS_KEY: "test",
+        AWS_REGION: "us-east-1",
+        AZURE_STORAGE_CONNECTION_STRING: connectionString,
+        PLANETARY_GCS_ENDPOINT: gcs.endpoint,
+      };
+      const { adapters } = cloudStorageFromEnv((name) => env[name]);
+      await new S3Client({
+        region: "us-east-1",
+        endpoint: moto.endpoint,
+        forcePathStyle: true,
+        credentials: moto.credentials,
+      }).send(new CreateBucketCommand({ Bucket: "source" }));
+      await BlobServiceClient.fromConnectionString(connectionString).getContainerClient("dest")
+        .create();
+      await new GcsSdk({ apiEndpoint: gcs.endpoint, projectId: "test" }).createBucket("dest");
+
+      const s3 = adapters.s3!;
+      const tree: Record<string, string> = {
+        "reads/r1.fastq": "@r1\nACGT\n+\nIIII\n",
+        "reads/lane 2/r2.fastq": "@r2\nTTTT\n+\nIIII\n",
+        "ref.fa": ">chr1\nACGTACGT\n",
+      };
+      for (const [path, content] of Object.entries(tree)) {
+        await s3.write(
+          `s3://source/run/${path.split("/").map(encodeURIComponent).join("/")}`,
+          bytesStream(content),
+        );
+      }
+      await s3.write("s3://source/run/big.bin", generated(20 * MIB, 2), { size: 20 * MIB });
+      await Deno.mkdir(`${root}/state`);
+      const spec: TransferSpec = {
+        version: 1,
+        taskId: "cloud-1",
+        inputs: [{ url: "s3://source/run", path: `${root}/pod/in`, type: "DIRECTORY" }],
+        outputs: [
+          { url: "az://devstoreaccount1/dest/copy", path: `${root}/pod/in`, type: "DIRECTORY" },
+          { url: "gs://dest/copy", path: `${root}/pod/in`, type: "DIRECTORY" },
+        ],
+        executors: [],
+        tailBytes: 1024,
+      };
+      const inputs = await transporter("inputs", spec, root, env);
+      assert.equal(inputs.code, 0, inputs.stderr);
+      assert.equal(
+        await Deno.readTextFile(`${root}/pod/in/reads/lane 2/r2.fastq`),
+        tree["reads/lane 2/r2.fastq"],
+      );
+      const outputs = await transporter("outputs", spec, root, env);
+      assert.equal(outputs.code, 0, outputs.stderr);
+      const line = outputs.stdout.split("\n").find((l) => l.startsWith(REPORT_PREFIX))!;
+      const report: TransferReport = JSON.parse(line.slice(REPORT_PREFIX.length));
+      assert.equal(report.outputs.length, 8);
+      const big = report.outputs.find((o) => o.url === "gs://dest/copy/big.bin");
+      assert.equal(big?.size_bytes, String(20 * MIB));
+
+      for (const base of ["az://devstoreaccount1/dest/copy", "gs://dest/copy"]) {
+        const store = storageForUrl(base, { adapters });
+        const found = await listed(store, base);
+        assert.deepEqual(found, {
+          "reads/r1.fastq": tree["reads/r1.fastq"]!.length,
+          "reads/lane 2/r2.fastq": tree["reads/lane 2/r2.fastq"]!.length,
+          "ref.fa": tree["ref.fa"]!.length,
+          "big.bin": 20 * MIB,
+        });
+        assert.equal(
+          await readAll(await store.read(`${base}/reads/lane%202/r2.fastq`)),
+          tree["reads/lane 2/r2.fastq"],
+        );
+      }
+
+      // A missing source names the input and the reason, without any secret.
+      const missing = await transporter(
+        "inputs",
+        {
+          ...spec,
+          inputs: [{ url: "s3://source/nope.txt", path: `${root}/pod/nope.txt`, type: "FILE" }],
+        },
+        root,
+        env,
+      );
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /input #0 .*s3:\/\/source\/nope\.txt.* not found/);
+    } finally {
+      await Promise.all(emulators.map((e) => e.stop()));
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+// --- serve: configured stores decide the accepted URL schemes ----------------------------
+
+Deno.test("planetary serve accepts only configured storage schemes and lists them", async () => {
+  const env: Record<string, string> = { PLANETARY_S3_ENDPOINT: "http://127.0.0.1:9" };
+  const resolved = await resolveServeOptions({ backend: "none" }, (name) => env[name]);
+  assert.deepEqual(resolved.cloudStorage, { schemes: ["s3"], prefixes: ["s3://"] });
+  const dataDir = await Deno.makeTempDir({ prefix: "storage-serve-" });
+  const server = await startServer({
+    ...resolved,
+    handleSignals: false,
+    announce: false,
+    port: 0,
+    dataDir,
+    api: { logRequests: false },
+  });
+  try {
+    const submit = (url: string, where: "inputs" | "outputs") =>
+      fetch(`${server.url}/ga4gh/tes/v1/tasks`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          executors: [{ image: "alpine", command: ["true"] }],
+          [where]: [{ url, path: "/data/x.txt" }],
+        }),
+      });
+    const accepted = await submit("s3://bucket/x.txt", "inputs");
+    assert.equal(accepted.status, 200, await accepted.clone().text());
+    await accepted.body?.cancel();
+    for (const [url, where] of [["gs://b/x.txt", "inputs"], ["az://a/c/x", "outputs"]] as const) {
+      const refused = await submit(url, where);
+      assert.equal(refused.status, 400);
+      assert.match(await refused.text(), new RegExp(`${where}\\[0\\]\\.url`));
+    }
+    const info = await (await fetch(`${server.url}/service-info`)).json();
+    assert.deepEqual(info.storage, ["http://", "https://", "s3://"]);
+  } finally {
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+    await Deno.remove(`${dataDir}.lock`).catch(() => {}); // the store's lock beside its folder
+  }
+});
