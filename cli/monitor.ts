@@ -17,10 +17,7 @@
  */
 import { parseArgs } from "node:util";
 import { Monitor } from "../src/monitor/monitor.ts";
-import { KubernetesBackend } from "../src/orchestrator/backends/kubernetes/kubernetes_backend.ts";
-import { startHealthServer } from "../src/server/health_server.ts";
-import { openTaskStore } from "../src/store/open_store.ts";
-import { waitForSignal } from "./_service.ts";
+import { clusterServiceSettings, env, runClusterService } from "./_service.ts";
 
 /** The exact permission flags of the monitor service (`deno run`/`deno compile`). */
 export const MONITOR_PERMISSIONS: readonly string[] = Object.freeze([
@@ -75,51 +72,30 @@ export async function main(args: readonly string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const env = (name: string): string | undefined => Deno.env.get(name) || undefined;
-  const databaseUrl = values["database-url"] ?? env("DATABASE_URL");
-  const namespace = values.namespace ?? env("PLANETARY_NAMESPACE");
-  const kubeconfig = values.kubeconfig ?? env("KUBECONFIG");
+  const settings = clusterServiceSettings(values);
+  if (typeof settings === "string") return usage(settings);
   const seconds = {
     interval: values["interval-s"] ?? env("PLANETARY_MONITOR_INTERVAL_S") ?? "15",
     pending: values["pending-timeout-s"] ?? env("PLANETARY_PENDING_TIMEOUT_S") ?? "600",
     pull: values["image-pull-timeout-s"] ?? env("PLANETARY_IMAGE_PULL_TIMEOUT_S") ?? "300",
     keep: values["keep-finished-s"] ?? env("PLANETARY_KEEP_FINISHED_S") ?? "0",
   };
-  const healthPort = Number(values["health-port"] ?? env("PLANETARY_HEALTH_PORT") ?? "8081");
-  if (databaseUrl === undefined) return usage("set DATABASE_URL (or --database-url)");
-  if (namespace === undefined) return usage("set PLANETARY_NAMESPACE (or --namespace)");
   for (const [name, text] of Object.entries(seconds)) {
     if (!/^[0-9]{1,7}$/.test(text)) return usage(`${name}: must be a whole number of seconds`);
   }
-  if (!Number.isInteger(healthPort) || healthPort < 0 || healthPort > 65535) {
-    return usage("--health-port: must be a port number");
-  }
   try {
-    const backend = new KubernetesBackend({
-      namespace,
-      ...(kubeconfig !== undefined
-        ? { kubeconfigPath: kubeconfig }
-        : { inCluster: env("KUBERNETES_SERVICE_HOST") !== undefined }),
+    await runClusterService(settings, (store, backend) => {
+      const monitor = new Monitor({
+        store,
+        backend,
+        intervalMs: Math.max(1, Number(seconds.interval)) * 1000,
+        pendingTimeoutMs: Number(seconds.pending) * 1000,
+        imagePullTimeoutMs: Number(seconds.pull) * 1000,
+        keepFinishedPodsMs: Number(seconds.keep) * 1000,
+      });
+      monitor.start();
+      return { started: { msg: "monitor started" }, stop: () => monitor.stop() };
     });
-    const store = await openTaskStore({ databaseUrl, migrate: false });
-    const monitor = new Monitor({
-      store,
-      backend,
-      intervalMs: Math.max(1, Number(seconds.interval)) * 1000,
-      pendingTimeoutMs: Number(seconds.pending) * 1000,
-      imagePullTimeoutMs: Number(seconds.pull) * 1000,
-      keepFinishedPodsMs: Number(seconds.keep) * 1000,
-    });
-    monitor.start();
-    const health = healthPort > 0
-      ? await startHealthServer({ port: healthPort, ready: () => store.ping() })
-      : undefined;
-    console.error(JSON.stringify({ msg: "monitor started", namespace }));
-    await waitForSignal();
-    await health?.close();
-    await monitor.stop();
-    await backend.close();
-    await store.close();
     return 0;
   } catch (error) {
     console.error(`planetary-monitor: ${error instanceof Error ? error.message : error}`);

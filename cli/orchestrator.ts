@@ -23,13 +23,10 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { KubernetesBackend } from "../src/orchestrator/backends/kubernetes/kubernetes_backend.ts";
 import { Orchestrator } from "../src/orchestrator/orchestrator.ts";
 import { buildTaskPod } from "../src/pod/build_task_pod.ts";
 import type { PodBuilderConfig } from "../src/pod/pod_builder_config.ts";
-import { startHealthServer } from "../src/server/health_server.ts";
-import { openTaskStore } from "../src/store/open_store.ts";
-import { waitForSignal } from "./_service.ts";
+import { clusterServiceSettings, env, runClusterService } from "./_service.ts";
 
 /** The exact permission flags of the orchestrator service (`deno run`/`deno compile`). */
 export const ORCHESTRATOR_PERMISSIONS: readonly string[] = Object.freeze([
@@ -87,63 +84,48 @@ export async function main(args: readonly string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const env = (name: string): string | undefined => Deno.env.get(name) || undefined;
-  const databaseUrl = values["database-url"] ?? env("DATABASE_URL");
-  const namespace = values.namespace ?? env("PLANETARY_NAMESPACE");
-  const kubeconfig = values.kubeconfig ?? env("KUBECONFIG");
+  const settings = clusterServiceSettings(values);
+  if (typeof settings === "string") return usage(settings);
   const maxTasks = positiveInt(values["max-tasks"] ?? env("PLANETARY_MAX_TASKS") ?? "64");
-  const healthPort = port(values["health-port"] ?? env("PLANETARY_HEALTH_PORT") ?? "8081");
   const podConfigPath = values["pod-config"] ?? env("PLANETARY_POD_CONFIG");
   const owner = values.owner ?? env("POD_NAME");
   const leaseText = values["lease-ms"] ?? env("PLANETARY_LEASE_MS");
   const leaseMs = leaseText === undefined ? undefined : positiveInt(leaseText);
   const keepFinished = values["keep-finished-pods"] ??
     env("PLANETARY_KEEP_FINISHED_PODS") === "true";
-  if (databaseUrl === undefined) return usage("set DATABASE_URL (or --database-url)");
-  if (namespace === undefined) return usage("set PLANETARY_NAMESPACE (or --namespace)");
   if (maxTasks === undefined) return usage("--max-tasks: must be a positive integer");
-  if (healthPort === undefined) return usage("--health-port: must be a port number");
   if (leaseText !== undefined && leaseMs === undefined) {
     return usage("--lease-ms: must be a positive integer");
   }
 
   try {
     const podConfig = podConfigPath ? await readPodConfig(podConfigPath) : {};
-    const backend = new KubernetesBackend({
-      namespace,
-      ...(kubeconfig !== undefined
-        ? { kubeconfigPath: kubeconfig }
-        : { inCluster: env("KUBERNETES_SERVICE_HOST") !== undefined }),
+    const { namespace } = settings;
+    await runClusterService(settings, (store, backend) => {
+      const orchestrator = new Orchestrator({
+        store,
+        backend,
+        buildPod: (task) => buildTaskPod(task, { namespace, ...podConfig }),
+        maxConcurrentTasks: maxTasks,
+        deleteFinishedPods: !keepFinished,
+        ...(owner !== undefined ? { owner } : {}),
+        ...(leaseMs !== undefined ? { leaseMs } : {}),
+      });
+      orchestrator.start();
+      return {
+        started: { msg: "orchestrator started", owner: orchestrator.owner },
+        async stop() {
+          await orchestrator.stop();
+          // what this replica asked of the apiserver, for capacity planning and benchmarks
+          console.error(JSON.stringify({
+            msg: "orchestrator stopped",
+            owner: orchestrator.owner,
+            kubernetes_requests: backend.requestCountsByResource(),
+            pod_watch: backend.watchStats,
+          }));
+        },
+      };
     });
-    const store = await openTaskStore({ databaseUrl, migrate: false });
-    const orchestrator = new Orchestrator({
-      store,
-      backend,
-      buildPod: (task) => buildTaskPod(task, { namespace, ...podConfig }),
-      maxConcurrentTasks: maxTasks,
-      deleteFinishedPods: !keepFinished,
-      ...(owner !== undefined ? { owner } : {}),
-      ...(leaseMs !== undefined ? { leaseMs } : {}),
-    });
-    orchestrator.start();
-    const health = healthPort > 0
-      ? await startHealthServer({ port: healthPort, ready: () => store.ping() })
-      : undefined;
-    console.error(
-      JSON.stringify({ msg: "orchestrator started", owner: orchestrator.owner, namespace }),
-    );
-    await waitForSignal();
-    await health?.close();
-    await orchestrator.stop();
-    // what this replica asked of the apiserver, for capacity planning and benchmarks
-    console.error(JSON.stringify({
-      msg: "orchestrator stopped",
-      owner: orchestrator.owner,
-      kubernetes_requests: backend.requestCountsByResource(),
-      pod_watch: backend.watchStats,
-    }));
-    await backend.close();
-    await store.close();
     return 0;
   } catch (error) {
     console.error(`planetary-orchestrator: ${error instanceof Error ? error.message : error}`);
@@ -162,11 +144,6 @@ async function readPodConfig(path: string): Promise<PodBuilderConfig> {
 function positiveInt(text: string): number | undefined {
   const n = /^[0-9]{1,7}$/.test(text) ? Number(text) : 0;
   return n > 0 ? n : undefined;
-}
-
-function port(text: string): number | undefined {
-  const n = /^[0-9]{1,5}$/.test(text) ? Number(text) : -1;
-  return n >= 0 && n <= 65535 ? n : undefined;
 }
 
 function usage(message: string): number {
