@@ -1002,6 +1002,37 @@ apiCase("createApp() answers every malformed request with a 4xx naming the probl
   assertEquals(h.logger.errors, [], "no unexpected errors were logged");
 });
 
+Deno.test("startServer() with execution keeps exactly the backend parameters the pod builder applies", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "planetary-api-bp-" });
+  const server = await startServer({
+    port: 0,
+    dataDir: `${dataDir}/data`,
+    announce: false,
+    api: { logRequests: false },
+    // The task may well run; only what the API stored and announces matters here.
+    execution: { maxConcurrentTasks: 1, fileAllowList: [] },
+  });
+  try {
+    const info = await (await fetch(`${server.url}/service-info`)).json();
+    assertEquals(info.tesResources_backend_parameters, ["machine_type"]);
+    const created = await fetch(`${server.url}/ga4gh/tes/v1/tasks`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        executors: [{ image: "alpine", command: ["true"] }],
+        resources: { backend_parameters: { machine_type: "m6i.large", VmSize: "D64" } },
+      }),
+    });
+    assertEquals(created.status, 200);
+    const { id } = await created.json();
+    const task = await (await fetch(`${server.url}/ga4gh/tes/v1/tasks/${id}?view=BASIC`)).json();
+    assertEquals(task.resources.backend_parameters, { machine_type: "m6i.large" });
+  } finally {
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
 Deno.test("startServer() serves the API over a real socket", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "planetary-api-" });
   const server = await startServer({

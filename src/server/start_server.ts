@@ -11,6 +11,7 @@ import { openTaskStore } from "../store/open_store.ts";
 import type { TaskStore } from "../store/task_store.ts";
 import { type ExecutionOptions, type RunningExecution, startExecution } from "./execution.ts";
 import { Monitor } from "../monitor/monitor.ts";
+import { supportedBackendParameters } from "../pod/pod_builder_config.ts";
 
 /** Options of {@linkcode startServer}. */
 export interface ServeOptions {
@@ -145,6 +146,14 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     });
   }
   let apiConfig = options.api;
+  if (execution && apiConfig?.supportedBackendParameters === undefined) {
+    // The API keeps (and service-info lists) exactly the keys the pod builder applies.
+    const pod = options.execution === false ? undefined : options.execution?.pod;
+    apiConfig = {
+      ...apiConfig,
+      supportedBackendParameters: supportedBackendParameters(pod ?? {}),
+    };
+  }
   if (options.cloudStorage !== undefined) {
     const { schemes, prefixes } = options.cloudStorage;
     apiConfig = {
