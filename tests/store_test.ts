@@ -400,6 +400,12 @@ async function conformance(t: Deno.TestContext, open: Open): Promise<void> {
       assert.equal(await store.renewLeases("o2", 60_000), 0);
       // Renewed leases are no longer expired: nobody else may claim them.
       assert.deepEqual(await store.claim("o2", 5, 60_000), []);
+      // Only the listed tasks: the other one's lease runs out and it can be taken back.
+      assert.equal(await store.renewLeases("o1", -1, [ids[1]!]), 1);
+      assert.equal(await store.renewLeases("o1", 60_000, [ids[0]!]), 1);
+      assert.equal(await store.renewLeases("o1", 60_000, []), 0);
+      const taken = await store.claim("o2", 5, 60_000);
+      assert.deepEqual(taken.map((c) => c.task.id), [ids[1]]);
     });
   });
 

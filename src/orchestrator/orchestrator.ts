@@ -160,7 +160,9 @@ export class Orchestrator {
       ),
       firstClaim.promise.then(() =>
         this.#every(Math.max(100, Math.floor(this.#leaseMs / 3)), async () => {
-          await this.#store.renewLeases(this.#owner, this.#leaseMs);
+          // Only the tasks this process works on: a task left over from an earlier life of the
+          // same owner must expire so that a claim (ours or another replica's) takes it back.
+          await this.#store.renewLeases(this.#owner, this.#leaseMs, [...this.#active.keys()]);
         })
       ),
       this.#every(this.#pollMs, () => this.#pollCancels()),

@@ -467,20 +467,22 @@ export class SqlTaskStore implements TaskStore {
   }
 
   /**
-   * Extends the leases of every live task held by `owner`.
+   * Extends the leases of the live tasks held by `owner`: all of them, or only `ids`.
    *
    * @param owner The orchestrator.
    * @param leaseMs New lease length from now.
+   * @param ids Only these tasks (the ones the orchestrator really works on).
    * @returns How many leases were renewed.
    */
-  async renewLeases(owner: string, leaseMs: number): Promise<number> {
+  async renewLeases(owner: string, leaseMs: number, ids?: readonly string[]): Promise<number> {
     const rows = await this.#driver.query<{ n: number }>(
       `WITH u AS (
          UPDATE tasks SET lease_expires_at = now() + $2::int * interval '1 millisecond'
          WHERE claim_owner = $1 AND state IN ${LIVE_STATES}
+           AND ($3::text[] IS NULL OR id = ANY($3::text[]))
          RETURNING 1
        ) SELECT count(*)::int AS n FROM u`,
-      [owner, Math.round(leaseMs)],
+      [owner, Math.round(leaseMs), ids === undefined ? null : [...ids]],
     );
     return Number(rows[0]?.n ?? 0);
   }

@@ -149,8 +149,12 @@ export interface TaskStore {
    * `leaseMs` milliseconds (`FOR UPDATE SKIP LOCKED`).
    */
   claim(owner: string, limit: number, leaseMs: number): Promise<ClaimedTask[]>;
-  /** Extends every lease held by `owner`; returns how many were renewed. */
-  renewLeases(owner: string, leaseMs: number): Promise<number>;
+  /**
+   * Extends the leases held by `owner` (only those of `ids` when given, so a restarted
+   * orchestrator never keeps alive a task it has not taken back); returns how many were
+   * renewed.
+   */
+  renewLeases(owner: string, leaseMs: number, ids?: readonly string[]): Promise<number>;
   /**
    * Moves a task to `to` if the state machine allows it from its current state, and applies
    * `update` in the same statement. Returns whether the task moved.
