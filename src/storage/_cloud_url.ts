@@ -76,3 +76,38 @@ export function childUrl(baseUrl: string, relativePath: string): string {
   const clean = baseUrl.replace(/[?#].*$/s, "").replace(/\/+$/, "");
   return `${clean}/${relativePath.split("/").map(encodeURIComponent).join("/")}`;
 }
+
+/**
+ * Resolves where a write goes, refusing a directory URL (empty key or trailing `/`). On any
+ * refusal the incoming stream is canceled, so its producer is not left hanging.
+ *
+ * @param url The target URL.
+ * @param stream The bytes that would be written.
+ * @param parse Parses the URL into a location.
+ * @param keyOf The object key (blob name) of a location.
+ * @param noun What an object is called in this store, for the message ("an object", "a blob").
+ * @returns The location.
+ * @throws {StorageError} With code `INVALID_URL` for a directory URL, or whatever `parse` throws.
+ */
+export async function writeLocation<T>(
+  url: string,
+  stream: ReadableStream<Uint8Array>,
+  parse: (url: string) => T,
+  keyOf: (location: T) => string,
+  noun: string,
+): Promise<T> {
+  try {
+    const location = parse(url);
+    const key = keyOf(location);
+    if (key === "" || key.endsWith("/")) {
+      throw new StorageError(`cannot write ${noun} at a directory URL`, {
+        code: "INVALID_URL",
+        url,
+      });
+    }
+    return location;
+  } catch (error) {
+    await stream.cancel().catch(() => {});
+    throw error;
+  }
+}

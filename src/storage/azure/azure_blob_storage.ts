@@ -19,7 +19,7 @@ import type {
   StorageWriteResult,
 } from "../storage.ts";
 import { StorageError, StoragePermissionError } from "../storage_error.ts";
-import { childUrl, decodeSegments, directoryPrefix } from "../_cloud_url.ts";
+import { childUrl, decodeSegments, directoryPrefix, writeLocation } from "../_cloud_url.ts";
 import { toStorageError } from "../_cloud_error.ts";
 import { byteCounter, mapStreamErrors, md5Tap, verifyMd5 } from "../_stream_checks.ts";
 import { rangedRead } from "../_ranged_read.ts";
@@ -313,19 +313,7 @@ export class AzureBlobStorage implements Storage {
     stream: ReadableStream<Uint8Array>,
     options: StorageWriteOptions = {},
   ): Promise<StorageWriteResult> {
-    let loc: BlobLocation;
-    try {
-      loc = this.#parse(url);
-      if (loc.blob === "" || loc.blob.endsWith("/")) {
-        throw new StorageError("cannot write a blob at a directory URL", {
-          code: "INVALID_URL",
-          url,
-        });
-      }
-    } catch (error) {
-      await stream.cancel().catch(() => {});
-      throw error;
-    }
+    const loc = await writeLocation(url, stream, (u) => this.#parse(u), (l) => l.blob, "a blob");
     const blob = (await this.#container(url, loc)).getBlockBlobClient(loc.blob);
     const counter = byteCounter(url, options.size);
     const md5 = md5Tap();

@@ -19,7 +19,13 @@ import type {
   StorageWriteResult,
 } from "../storage.ts";
 import { StorageError } from "../storage_error.ts";
-import { childUrl, decodeSegments, directoryPrefix, type ObjectLocation } from "../_cloud_url.ts";
+import {
+  childUrl,
+  decodeSegments,
+  directoryPrefix,
+  type ObjectLocation,
+  writeLocation,
+} from "../_cloud_url.ts";
 import { toStorageError } from "../_cloud_error.ts";
 import { byteCounter, fromBase64, mapStreamErrors, verifyMd5 } from "../_stream_checks.ts";
 import { rangedRead } from "../_ranged_read.ts";
@@ -244,19 +250,7 @@ export class GcsStorage implements Storage {
     stream: ReadableStream<Uint8Array>,
     options: StorageWriteOptions = {},
   ): Promise<StorageWriteResult> {
-    let loc: ObjectLocation;
-    try {
-      loc = this.#parse(url);
-      if (loc.key === "" || loc.key.endsWith("/")) {
-        throw new StorageError("cannot write an object at a directory URL", {
-          code: "INVALID_URL",
-          url,
-        });
-      }
-    } catch (error) {
-      await stream.cancel().catch(() => {});
-      throw error;
-    }
+    const loc = await writeLocation(url, stream, (u) => this.#parse(u), (l) => l.key, "an object");
     const file = (await this.#bucket(loc.bucket)).file(loc.key);
     const counter = byteCounter(url, options.size);
     const body = stream.pipeThrough(counter.stream);

@@ -14,7 +14,7 @@ import type {
   StorageWriteResult,
 } from "../storage.ts";
 import { StorageError } from "../storage_error.ts";
-import { childUrl, directoryPrefix, parseBucketUrl } from "../_cloud_url.ts";
+import { childUrl, directoryPrefix, parseBucketUrl, writeLocation } from "../_cloud_url.ts";
 import { toStorageError } from "../_cloud_error.ts";
 import {
   byteCounter,
@@ -277,19 +277,13 @@ export class S3Storage implements Storage {
     stream: ReadableStream<Uint8Array>,
     options: StorageWriteOptions = {},
   ): Promise<StorageWriteResult> {
-    let location;
-    try {
-      location = parseBucketUrl(url, "s3");
-      if (location.key === "" || location.key.endsWith("/")) {
-        throw new StorageError("cannot write an object at a directory URL", {
-          code: "INVALID_URL",
-          url,
-        });
-      }
-    } catch (error) {
-      await stream.cancel().catch(() => {});
-      throw error;
-    }
+    const location = await writeLocation(
+      url,
+      stream,
+      (u) => parseBucketUrl(u, "s3"),
+      (l) => l.key,
+      "an object",
+    );
     const client = await this.#sdk();
     const { Upload } = await import("@aws-sdk/lib-storage");
     const counter = byteCounter(url, options.size);
