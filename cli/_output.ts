@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { UsageError } from "./command.ts";
 import { TesApiError, TesClient, TesConnectionError } from "../src/client/mod.ts";
 import { TES_STATES, TES_VIEWS, type TesState, type TesView } from "../src/tes/model.ts";
@@ -46,6 +47,21 @@ export function parseOrUsage<T>(parse: () => T): T {
     }
     throw new UsageError(error.message);
   }
+}
+
+/**
+ * Parses a client verb's arguments: {@linkcode SERVER_OPTIONS} plus the verb's own options,
+ * positionals allowed, every parse error turned into a usage error.
+ *
+ * @param args The verb's arguments.
+ * @param options The verb's own `parseArgs` options.
+ * @returns The parsed values and positionals.
+ * @throws {UsageError} When the arguments do not parse.
+ */
+export function parseVerbArgs<O extends ParseArgsOptionsConfig>(args: string[], options: O) {
+  return parseOrUsage(() =>
+    parseArgs({ args, allowPositionals: true, options: { ...SERVER_OPTIONS, ...options } })
+  );
 }
 
 /**

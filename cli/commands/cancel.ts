@@ -3,9 +3,8 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { type Command, UsageError } from "../command.ts";
-import { clientFor, parseOrUsage, printJson, SERVER_OPTIONS, serverUsage } from "../_output.ts";
+import { clientFor, parseVerbArgs, printJson, serverUsage } from "../_output.ts";
 import { TesConnectionError } from "../../src/client/mod.ts";
 
 const USAGE = `Usage: planetary cancel ID... [options]
@@ -24,13 +23,9 @@ export const cancelCommand: Command = {
   summary: "cancel tasks",
   usage: USAGE,
   async run(argv: string[]): Promise<number> {
-    const { values, positionals } = parseOrUsage(() =>
-      parseArgs({
-        args: argv,
-        allowPositionals: true,
-        options: { ...SERVER_OPTIONS, json: { type: "boolean", default: false } },
-      })
-    );
+    const { values, positionals } = parseVerbArgs(argv, {
+      json: { type: "boolean", default: false },
+    });
     if (positionals.length === 0) throw new UsageError("missing task id: planetary cancel ID...");
     const client = clientFor(values.server);
     const results: ({ id: string; state: string } | { id: string; error: string })[] = [];

@@ -4,16 +4,8 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { type Command, UsageError } from "../command.ts";
-import {
-  clientFor,
-  parseOrUsage,
-  parseView,
-  printJson,
-  SERVER_OPTIONS,
-  serverUsage,
-} from "../_output.ts";
+import { clientFor, parseVerbArgs, parseView, printJson, serverUsage } from "../_output.ts";
 import type { TesTask } from "../../src/tes/model.ts";
 
 const USAGE = `Usage: planetary get ID [options]
@@ -91,17 +83,10 @@ export const getCommand: Command = {
   summary: "show one task",
   usage: USAGE,
   async run(argv: string[]): Promise<number> {
-    const { values, positionals } = parseOrUsage(() =>
-      parseArgs({
-        args: argv,
-        allowPositionals: true,
-        options: {
-          ...SERVER_OPTIONS,
-          view: { type: "string", default: "FULL" },
-          json: { type: "boolean", default: false },
-        },
-      })
-    );
+    const { values, positionals } = parseVerbArgs(argv, {
+      view: { type: "string", default: "FULL" },
+      json: { type: "boolean", default: false },
+    });
     const [id, ...extra] = positionals;
     if (id === undefined) throw new UsageError("missing task id: planetary get ID");
     if (extra.length > 0) {

@@ -3,17 +3,15 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { type Command, UsageError } from "../command.ts";
 import {
   clientFor,
   parseInteger,
   parseKeyValues,
-  parseOrUsage,
   parseState,
+  parseVerbArgs,
   parseView,
   printJson,
-  SERVER_OPTIONS,
   serverUsage,
 } from "../_output.ts";
 import { formatTable } from "../_table.ts";
@@ -46,23 +44,16 @@ export const listCommand: Command = {
   summary: "list tasks as a table",
   usage: USAGE,
   async run(argv: string[]): Promise<number> {
-    const { values, positionals } = parseOrUsage(() =>
-      parseArgs({
-        args: argv,
-        allowPositionals: true,
-        options: {
-          ...SERVER_OPTIONS,
-          state: { type: "string" },
-          "name-prefix": { type: "string" },
-          tag: { type: "string", multiple: true, default: [] },
-          view: { type: "string", default: "BASIC" },
-          "page-size": { type: "string" },
-          "page-token": { type: "string" },
-          all: { type: "boolean", default: false },
-          json: { type: "boolean", default: false },
-        },
-      })
-    );
+    const { values, positionals } = parseVerbArgs(argv, {
+      state: { type: "string" },
+      "name-prefix": { type: "string" },
+      tag: { type: "string", multiple: true, default: [] },
+      view: { type: "string", default: "BASIC" },
+      "page-size": { type: "string" },
+      "page-token": { type: "string" },
+      all: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+    });
     if (positionals.length > 0) {
       throw new UsageError(
         `unexpected argument "${positionals[0]}"; filter with --name-prefix or --tag`,

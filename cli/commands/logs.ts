@@ -4,16 +4,8 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { type Command, UsageError } from "../command.ts";
-import {
-  clientFor,
-  parseInteger,
-  parseOrUsage,
-  printJson,
-  SERVER_OPTIONS,
-  serverUsage,
-} from "../_output.ts";
+import { clientFor, parseInteger, parseVerbArgs, printJson, serverUsage } from "../_output.ts";
 
 const USAGE = `Usage: planetary logs ID [options]
 
@@ -42,19 +34,12 @@ export const logsCommand: Command = {
   summary: "print a task's executor stdout/stderr and system logs",
   usage: USAGE,
   async run(argv: string[]): Promise<number> {
-    const { values, positionals } = parseOrUsage(() =>
-      parseArgs({
-        args: argv,
-        allowPositionals: true,
-        options: {
-          ...SERVER_OPTIONS,
-          executor: { type: "string" },
-          stdout: { type: "boolean", default: false },
-          stderr: { type: "boolean", default: false },
-          json: { type: "boolean", default: false },
-        },
-      })
-    );
+    const { values, positionals } = parseVerbArgs(argv, {
+      executor: { type: "string" },
+      stdout: { type: "boolean", default: false },
+      stderr: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+    });
     const [id, ...extra] = positionals;
     if (id === undefined) throw new UsageError("missing task id: planetary logs ID");
     if (extra.length > 0) {

@@ -3,7 +3,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { type Command, UsageError } from "../command.ts";
@@ -11,10 +10,9 @@ import {
   clientFor,
   parseInteger,
   parseKeyValues,
-  parseOrUsage,
   parsePositive,
+  parseVerbArgs,
   printJson,
-  SERVER_OPTIONS,
   serverUsage,
 } from "../_output.ts";
 import { printWaitResults, waitExitCode, waitForTasks } from "./wait.ts";
@@ -266,33 +264,26 @@ export const submitCommand: Command = {
     const dash = argv.indexOf("--");
     const flags = dash === -1 ? argv : argv.slice(0, dash);
     const command = dash === -1 ? [] : argv.slice(dash + 1);
-    const { values, positionals } = parseOrUsage(() =>
-      parseArgs({
-        args: flags,
-        allowPositionals: true,
-        options: {
-          ...SERVER_OPTIONS,
-          image: { type: "string" },
-          input: { type: "string", multiple: true },
-          "input-content": { type: "string", multiple: true },
-          output: { type: "string", multiple: true },
-          name: { type: "string" },
-          tag: { type: "string", multiple: true },
-          env: { type: "string", multiple: true },
-          workdir: { type: "string" },
-          stdin: { type: "string" },
-          stdout: { type: "string" },
-          stderr: { type: "string" },
-          cpu: { type: "string" },
-          "ram-gb": { type: "string" },
-          "disk-gb": { type: "string" },
-          wait: { type: "boolean", default: false },
-          "interval-ms": { type: "string" },
-          timeout: { type: "string" },
-          json: { type: "boolean", default: false },
-        },
-      })
-    );
+    const { values, positionals } = parseVerbArgs(flags, {
+      image: { type: "string" },
+      input: { type: "string", multiple: true },
+      "input-content": { type: "string", multiple: true },
+      output: { type: "string", multiple: true },
+      name: { type: "string" },
+      tag: { type: "string", multiple: true },
+      env: { type: "string", multiple: true },
+      workdir: { type: "string" },
+      stdin: { type: "string" },
+      stdout: { type: "string" },
+      stderr: { type: "string" },
+      cpu: { type: "string" },
+      "ram-gb": { type: "string" },
+      "disk-gb": { type: "string" },
+      wait: { type: "boolean", default: false },
+      "interval-ms": { type: "string" },
+      timeout: { type: "string" },
+      json: { type: "boolean", default: false },
+    });
     let task: TesTask;
     const [file, ...extra] = positionals;
     if (file !== undefined) {

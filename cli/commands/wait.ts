@@ -3,16 +3,14 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { type Command, UsageError } from "../command.ts";
 import {
   clientFor,
   parseInteger,
-  parseOrUsage,
   parsePositive,
+  parseVerbArgs,
   printJson,
   progressEnabled,
-  SERVER_OPTIONS,
   serverUsage,
 } from "../_output.ts";
 import { type TesClient, TesConnectionError } from "../../src/client/mod.ts";
@@ -127,18 +125,11 @@ export const waitCommand: Command = {
   summary: "wait until tasks finish; exit 0 when all are COMPLETE",
   usage: USAGE,
   async run(argv: string[]): Promise<number> {
-    const { values, positionals } = parseOrUsage(() =>
-      parseArgs({
-        args: argv,
-        allowPositionals: true,
-        options: {
-          ...SERVER_OPTIONS,
-          "interval-ms": { type: "string" },
-          timeout: { type: "string" },
-          json: { type: "boolean", default: false },
-        },
-      })
-    );
+    const { values, positionals } = parseVerbArgs(argv, {
+      "interval-ms": { type: "string" },
+      timeout: { type: "string" },
+      json: { type: "boolean", default: false },
+    });
     if (positionals.length === 0) throw new UsageError("missing task id: planetary wait ID...");
     const intervalMs = values["interval-ms"] === undefined
       ? 1000
