@@ -19,6 +19,8 @@ import {
   StatusCoalescer,
 } from "./_harness/node_agent.ts";
 import { HostRuntime } from "../src/orchestrator/backends/local/host_runtime.ts";
+import { KubernetesBackend } from "../src/orchestrator/backends/kubernetes/kubernetes_backend.ts";
+import { parseTransferReport } from "../src/orchestrator/report.ts";
 import { buildTaskPod } from "../src/pod/build_task_pod.ts";
 import { REPORT_PREFIX, type TransferReport } from "../src/pod/layout.ts";
 import { hostTransporterSetup } from "../src/server/execution.ts";
@@ -321,6 +323,34 @@ Deno.test({
           );
           assert.equal(tail.status, 200);
           assert.equal(tail.text.trimEnd().split("\n").length, 1);
+        },
+      );
+
+      await t.step(
+        "KubernetesBackend.readLog() with tailLines finds the report past logLimitBytes",
+        async () => {
+          const whole = (await admin.call(
+            "GET",
+            `/api/v1/namespaces/${NAMESPACE}/pods/task-hello/log?container=outputs`,
+          )).text;
+          const reportLine = whole.trimEnd().split("\n").at(-1) ?? "";
+          assert.ok(reportLine.startsWith(REPORT_PREFIX), whole);
+          assert.ok(whole.length > reportLine.length + 1, `progress lines before the report`);
+          // a limit that holds the report line but not the whole log: only the tail finds it
+          const backend = new KubernetesBackend({
+            kubeconfigPath: cp.adminKubeconfigPath,
+            namespace: NAMESPACE,
+            logLimitBytes: reportLine.length + 1,
+            log: () => {},
+          });
+          try {
+            const head = await backend.readLog("task-hello", "outputs");
+            assert.equal(parseTransferReport(head), undefined, head);
+            const tail = await backend.readLog("task-hello", "outputs", { tailLines: 1 });
+            assert.equal(parseTransferReport(tail)?.executors[0]?.exit_code, 0, tail);
+          } finally {
+            await backend.close();
+          }
         },
       );
 

@@ -40,8 +40,17 @@ export interface Backend {
    * resume after errors (relist on 410 Gone) and never reject except when aborted.
    */
   watchPods(onEvent: (event: PodEvent) => void, signal: AbortSignal): Promise<void>;
-  /** The log of one container of a pod ("" when there is none). */
-  readLog(podName: string, container: string): Promise<string>;
+  /**
+   * The log of one container of a pod ("" when there is none); with `tailLines`, only its last
+   * lines (how the orchestrator finds the transporter's report after any amount of progress).
+   */
+  readLog(podName: string, container: string, options?: ReadLogOptions): Promise<string>;
   /** Stops whatever the backend runs in the background. */
   close(): Promise<void>;
+}
+
+/** Options of {@linkcode Backend.readLog}. */
+export interface ReadLogOptions {
+  /** Read only this many lines from the end of the log. @default undefined (the whole log) */
+  tailLines?: number;
 }

@@ -58,6 +58,11 @@ interface ActiveTask {
   created: boolean;
 }
 
+/**
+ * Lines read from the end of the `outputs` container's log to find the report: the report is
+ * the transporter's last stdout line; only its own closing lines may follow it.
+ */
+const REPORT_TAIL_LINES = 100;
 const LIVE_STATES: readonly TesState[] = ["QUEUED", "INITIALIZING", "RUNNING", "PAUSED"];
 
 /** Claims tasks, runs them as pods and writes their outcome back to the store. */
@@ -301,7 +306,9 @@ export class Orchestrator {
     }
 
     const report = podFinished(pod)
-      ? parseTransferReport(await this.#backend.readLog(name, OUTPUTS_CONTAINER))
+      ? parseTransferReport(
+        await this.#backend.readLog(name, OUTPUTS_CONTAINER, { tailLines: REPORT_TAIL_LINES }),
+      )
       : undefined;
     const status = taskStatusFromPod(pod, report, { executors: task.executors ?? [] });
     if (isTerminal(status.state)) {

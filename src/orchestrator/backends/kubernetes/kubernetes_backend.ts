@@ -8,11 +8,11 @@ import * as k8s from "@kubernetes/client-node";
 import type { RequestOptions } from "node:https";
 import type { ConfigMap, Pod } from "../../../pod/kubernetes_types.ts";
 import { LABEL_MANAGED_BY, MANAGED_BY_VALUE } from "../../../pod/layout.ts";
-import type { Backend, PodEvent, TaskPodObjects } from "../../backend.ts";
+import type { Backend, PodEvent, ReadLogOptions, TaskPodObjects } from "../../backend.ts";
 import { KubernetesBackendError, statusOf, toBackendError } from "./kubernetes_backend_error.ts";
 import { PodWatch, type PodWatchStats } from "./pod_watch.ts";
 import { retry, type RetryOptions, transientError } from "./retry.ts";
-export type { Backend, PodEvent, TaskPodObjects } from "../../backend.ts";
+export type { Backend, PodEvent, ReadLogOptions, TaskPodObjects } from "../../backend.ts";
 export type { ConfigMap, Pod } from "../../../pod/kubernetes_types.ts";
 export type { RetryDecision, RetryOptions } from "./retry.ts";
 export type { PodWatchStats } from "./pod_watch.ts";
@@ -495,15 +495,21 @@ export class KubernetesBackend implements Backend {
   }
 
   /**
-   * Reads the log of one container (its first `logLimitBytes` bytes).
+   * Reads the log of one container: its first `logLimitBytes` bytes, or with `tailLines` the
+   * first `logLimitBytes` bytes of its last lines.
    *
    * @param podName The pod.
    * @param container The container.
+   * @param options `tailLines`: read only the end of the log.
    * @returns The log; "" when the pod, the container or its log does not exist (yet), or the
    * pod's node has no kubelet address (the apiserver's "no preferred addresses found").
    * @throws {KubernetesBackendError} When the apiserver refuses (403) or stays unavailable.
    */
-  async readLog(podName: string, container: string): Promise<string> {
+  async readLog(
+    podName: string,
+    container: string,
+    options: ReadLogOptions = {},
+  ): Promise<string> {
     try {
       const text = await retry(() => {
         this.#count("get", "pods/log");
@@ -512,6 +518,7 @@ export class KubernetesBackend implements Backend {
           namespace: this.namespace,
           container,
           limitBytes: this.#logLimitBytes,
+          ...(options.tailLines === undefined ? {} : { tailLines: options.tailLines }),
         });
       }, {
         ...this.#retry,
