@@ -292,12 +292,20 @@ async function conformance(t: Deno.TestContext, open: Open): Promise<void> {
       const queued = await store.create(task());
       assert.deepEqual(await store.cancel(queued), { state: "CANCELED", changed: true });
       assert.deepEqual(await store.cancel(queued), { state: "CANCELED", changed: false });
+      const log = (await store.get(queued, "FULL")).logs?.[0];
+      assert.deepEqual(log?.system_logs, ["cancel requested while QUEUED"], "says why it ended");
+      assert.ok(log?.end_time !== undefined, "a task canceled while QUEUED has an end_time");
 
       const running = await store.create(task());
       await store.claim("o1", 10, 60_000);
       assert.equal(await store.transition(running, "RUNNING"), true);
       assert.deepEqual(await store.cancel(running), { state: "CANCELING", changed: true });
       assert.deepEqual(await store.cancel(running), { state: "CANCELING", changed: false });
+      assert.deepEqual(
+        (await store.get(running, "FULL")).logs?.[0]?.system_logs,
+        ["cancel requested while RUNNING"],
+        "a repeated cancel adds no second line",
+      );
       assert.deepEqual(await store.cancelingTasks("o1"), [running]);
       assert.deepEqual(await store.cancelingTasks("o2"), []);
       assert.deepEqual(await store.cancelingTasks(), [running]);

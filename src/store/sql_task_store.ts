@@ -203,7 +203,11 @@ SELECT pg_notify('${WORK_CHANNEL}', '') IS NULL AS notified FROM t`;
 
 const CANCEL_SQL = (withOwner: boolean): string => `
 UPDATE tasks
-SET state = CASE WHEN state = 'QUEUED' THEN 'CANCELED' ELSE 'CANCELING' END, updated_at = now()
+SET state = CASE WHEN state = 'QUEUED' THEN 'CANCELED' ELSE 'CANCELING' END,
+    system_logs = COALESCE(system_logs, '[]'::jsonb) ||
+      jsonb_build_array('cancel requested while ' || state),
+    end_time = CASE WHEN state = 'QUEUED' THEN now() ELSE end_time END,
+    updated_at = now()
 WHERE id = $1 ${withOwner ? "AND owner = $2" : ""}
   AND state IN ('QUEUED', 'INITIALIZING', 'RUNNING', 'PAUSED')
 RETURNING state, pg_notify('${CANCEL_CHANNEL}', id) IS NULL AS notified`;
