@@ -8,6 +8,9 @@
  * ```
  *
  * `DATABASE_URL` (or `--database-url`) is required. Other settings as for `planetary serve`.
+ * Bearer tokens come from `--auth-tokens-file` or `PLANETARY_AUTH_TOKENS_FILE` (a JSON object
+ * of token → owner, mounted from a Secret by the Helm chart), or from `api.authTokens` of the
+ * config file; without any, the API has no authentication.
  *
  * @module
  */
@@ -15,6 +18,11 @@ import { parseArgs } from "node:util";
 import { openTaskStore } from "../src/store/open_store.ts";
 import { resolveServeOptions, ServeConfigError } from "../src/server/serve_config.ts";
 import { startServer } from "../src/server/start_server.ts";
+import {
+  AUTH_TOKENS_FILE_ENV,
+  AuthTokensFileError,
+  withAuthTokensFile,
+} from "../src/api/auth_tokens_file.ts";
 
 /** The exact permission flags of the API service (`deno run`/`deno compile`). */
 export const API_PERMISSIONS: readonly string[] = Object.freeze([
@@ -33,6 +41,9 @@ Options:
   --database-url U    PostgreSQL URL (env DATABASE_URL; required)
   --log-requests=BOOL one JSON line per request (default true)
   --config FILE.json  the config file of planetary serve (api settings)
+  --auth-tokens-file F  JSON object of bearer token -> owner; every TES route then needs
+                      "Authorization: Bearer <token>" (env PLANETARY_AUTH_TOKENS_FILE;
+                      replaces api.authTokens of --config; default: no authentication)
   -h, --help          show this help
 `;
 
@@ -53,6 +64,7 @@ export async function main(args: readonly string[]): Promise<number> {
         "database-url": { type: "string" },
         "log-requests": { type: "string" },
         config: { type: "string" },
+        "auth-tokens-file": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       allowPositionals: true,
@@ -87,6 +99,18 @@ export async function main(args: readonly string[]): Promise<number> {
     console.error(`planetary-api: ${error.message}`);
     return 2;
   }
+  if (mode === "serve") {
+    // the migration Job has no tokens: only the service reads them
+    const tokensFile = values["auth-tokens-file"] ??
+      (Deno.env.get(AUTH_TOKENS_FILE_ENV) || undefined);
+    try {
+      options.api = await withAuthTokensFile(options.api, tokensFile);
+    } catch (error) {
+      if (!(error instanceof AuthTokensFileError)) throw error;
+      console.error(`planetary-api: ${error.message}`);
+      return 2;
+    }
+  }
   if (options.databaseUrl === undefined) {
     console.error("planetary-api: set DATABASE_URL (or --database-url) to a PostgreSQL URL");
     return 2;
@@ -98,6 +122,12 @@ export async function main(args: readonly string[]): Promise<number> {
       console.error("planetary-api: migrations applied");
       return 0;
     }
+    const tokens = Object.keys(options.api?.authTokens ?? {}).length;
+    console.error(
+      tokens > 0
+        ? `planetary-api: bearer authentication on (${tokens} token${tokens === 1 ? "" : "s"})`
+        : `planetary-api: no authentication (set ${AUTH_TOKENS_FILE_ENV} to require tokens)`,
+    );
     const server = await startServer(options);
     await server.finished;
     return 0;

@@ -21,7 +21,10 @@ import {
 } from "../k8s/tools/render.ts";
 import { parseServeConfig } from "../src/server/serve_config.ts";
 import { buildTaskPod } from "../src/pod/build_task_pod.ts";
-import type { PodBuilderConfig } from "../src/pod/pod_builder_config.ts";
+import {
+  type PodBuilderConfig,
+  supportedBackendParameters,
+} from "../src/pod/pod_builder_config.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const ALL_ON = new URL("k8s/chart/testdata/all-on.yaml", ROOT).pathname;
@@ -91,8 +94,17 @@ function podSpecOf(obj: K8sObject): unknown {
   return undefined;
 }
 
-async function renderDefault(): Promise<K8sObject[]> {
-  return parseObjects(await helmTemplate({ helm: HELM! }));
+async function renderDefault(set: string[] = []): Promise<K8sObject[]> {
+  return parseObjects(await helmTemplate({ helm: HELM!, set }));
+}
+
+/** The one migration Job of a render (its name ends in a hash of its spec). */
+function migrationJob(objects: K8sObject[]): K8sObject {
+  const jobs = objects.filter((o) =>
+    o.kind === "Job" && o.metadata.labels?.["app.kubernetes.io/component"] === "migrate"
+  );
+  assert.equal(jobs.length, 1, "one migration Job");
+  return jobs[0]!;
 }
 
 async function renderAllOn(namespace = "planetary"): Promise<K8sObject[]> {
@@ -283,7 +295,8 @@ Deno.test({
       key: "url",
     });
     assert.ok(get(api, "affinity.podAntiAffinity"), "replicas are spread");
-    const job = find(objects, "Job", "planetary-migrate");
+    const job = migrationJob(objects);
+    assert.match(job.metadata.name, /^planetary-migrate-[0-9a-f]{8}$/);
     assert.equal(job.metadata.annotations?.["helm.sh/hook"], "pre-install,pre-upgrade");
     const migrate = get(job, "spec.template.spec.containers.0");
     assert.deepEqual(get(migrate, "args"), ["migrate"]);
@@ -456,14 +469,235 @@ Deno.test({
     assert.deepEqual(get(find(objects, "Ingress", "planetary-api"), "spec.tls"), [
       { hosts: ["tes.example.org"], secretName: "planetary-api-tls" },
     ]);
-    const job = find(objects, "Job", "planetary-migrate");
+    const job = migrationJob(objects);
     assert.equal(job.metadata.annotations?.["helm.sh/hook"], "post-install,pre-upgrade");
+    assert.equal(get(job, "spec.ttlSecondsAfterFinished"), 3600);
     const pgSecret = find(objects, "Secret", "planetary-postgresql");
     assert.match(
       text(pgSecret, "stringData.password"),
       /^[A-Za-z0-9]{32}$/,
       "a generated password",
     );
+  },
+});
+
+Deno.test({
+  name: "helm template names the migration Job after its spec and keeps it a pre-upgrade hook",
+  ignore: !hasHelm,
+  async fn() {
+    const name = async (set: string[]): Promise<string> =>
+      migrationJob(await renderDefault(set)).metadata.name;
+    const v1 = await name([]);
+    const v2 = await name(["image.tag=0.2.0"]);
+    const v3 = await name(["image.tag=0.3.0"]);
+    // a Job's pod template is immutable: each version must be a new Job for `kubectl apply`
+    assert.equal(new Set([v1, v2, v3]).size, 3, `${v1} ${v2} ${v3}`);
+    assert.equal(await name(["image.tag=0.2.0"]), v2, "the same values give the same name");
+    assert.notEqual(await name(["migration.resources.limits.memory=300Mi"]), v1, "any spec change");
+    assert.equal(await name(["api.replicas=5"]), v1, "settings of other objects do not");
+    for (
+      const [set, hook] of [[[], "pre-install,pre-upgrade"], [
+        ["postgresql.enabled=true"],
+        "post-install,pre-upgrade",
+      ]] as const
+    ) {
+      const job = migrationJob(await renderDefault([...set, "image.tag=0.2.0"]));
+      assert.equal(job.metadata.annotations?.["helm.sh/hook"], hook);
+      assert.deepEqual(
+        (job.metadata.annotations?.["helm.sh/hook-delete-policy"] ?? "").split(",").sort(),
+        ["before-hook-creation", "hook-succeeded"],
+      );
+      assert.equal(get(job, "spec.ttlSecondsAfterFinished"), 86400);
+      assert.match(text(job, "spec.template.spec.containers.0.image"), /planetary-api:0\.2\.0$/);
+    }
+    // the name stays a valid label value (≤ 63) with the longest prefix the chart allows
+    const long = await name([`fullnameOverride=${"x".repeat(60)}`]);
+    assert.match(long, /^x{46}-migrate-[0-9a-f]{8}$/);
+    assert.ok(long.length <= 63, long);
+    assert.deepEqual(jobsOf(await renderDefault(["migration.enabled=false"])), []);
+  },
+});
+
+/** Jobs of a render (none when the migration is off). */
+function jobsOf(objects: K8sObject[]): K8sObject[] {
+  return objects.filter((o) => o.kind === "Job");
+}
+
+/** Renders NOTES.txt (helm template leaves it out): a copy of the chart where it is a ConfigMap. */
+async function renderNotes(set: string[]): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "planetary-notes-" });
+  try {
+    const chart = `${dir}/planetary`;
+    await new Deno.Command("cp", { args: ["-r", CHART_DIR.pathname, chart] }).output();
+    const notes = await Deno.readTextFile(`${chart}/templates/NOTES.txt`);
+    await Deno.remove(`${chart}/templates/NOTES.txt`);
+    await Deno.writeTextFile(
+      `${chart}/templates/_notes_test.tpl`,
+      `{{- define "notes.test" -}}\n${notes}{{- end -}}\n`,
+    );
+    await Deno.writeTextFile(
+      `${chart}/templates/notes-test.yaml`,
+      'kind: Notes\nnotes: {{ include "notes.test" . | toJson }}\n',
+    );
+    const result = await runHelm(
+      [
+        "template",
+        "planetary",
+        chart,
+        "-n",
+        "planetary",
+        "--show-only",
+        "templates/notes-test.yaml",
+        ...set.flatMap((v) => ["--set", v]),
+      ],
+      HELM,
+    );
+    assert.ok(result.success, result.stderr);
+    return text(parseObjects(result.stdout)[0], "notes");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test({
+  name: "helm template mounts the API tokens Secret into the api pods only, never a ConfigMap",
+  ignore: !hasHelm,
+  async fn() {
+    const objects = await renderAllOn();
+    // the Secret's name appears in exactly one object: the api Deployment
+    const holders = objects.filter((o) => JSON.stringify(o).includes("planetary-api-tokens"));
+    assert.deepEqual(holders.map((o) => `${o.kind}/${o.metadata.name}`), [
+      "Deployment/planetary-api",
+    ]);
+    for (const config of objects.filter((o) => o.kind === "ConfigMap")) {
+      assert.ok(!JSON.stringify(config).includes("authTokens"), `${config.metadata.name}`);
+    }
+    const pod = get(holders[0], "spec.template.spec");
+    const volume = list(pod, "volumes").find((v) =>
+      get(v, "secret.secretName") === "planetary-api-tokens"
+    );
+    assert.ok(volume, "a Secret volume");
+    assert.deepEqual(get(volume, "secret.items"), [{ key: "tokens", path: "tokens.json" }]);
+    assert.equal(get(volume, "secret.defaultMode"), 0o440);
+    const container = get(pod, "containers.0");
+    const mount = list(container, "volumeMounts").find((m) =>
+      get(m, "name") === get(volume, "name")
+    );
+    assert.equal(get(mount, "readOnly"), true);
+    const variable = list(container, "env").find((e) =>
+      get(e, "name") === "PLANETARY_AUTH_TOKENS_FILE"
+    );
+    assert.equal(get(variable, "value"), `${text(mount, "mountPath")}/tokens.json`);
+    // the other pods get neither the variable nor a Secret volume
+    for (const obj of objects) {
+      const spec = podSpecOf(obj);
+      if (!spec || obj === holders[0]) continue;
+      assert.ok(!JSON.stringify(spec).includes("PLANETARY_AUTH_TOKENS_FILE"), obj.metadata.name);
+      assert.ok(
+        list(spec, "volumes").every((v) => get(v, "secret") === undefined),
+        `${obj.kind}/${obj.metadata.name} mounts no Secret`,
+      );
+    }
+    // off by default: no variable, no Secret volume
+    const api = get(
+      find(await renderDefault(), "Deployment", "planetary-api"),
+      "spec.template.spec",
+    );
+    assert.ok(!JSON.stringify(api).includes("PLANETARY_AUTH_TOKENS_FILE"));
+    assert.ok(list(api, "volumes").every((v) => get(v, "secret") === undefined));
+    // bad names are refused by the schema
+    for (
+      const set of ["api.auth.existingSecret=Bad_Name", "api.auth.secretKey=", "api.auth.token=x"]
+    ) {
+      const bad = await runHelm(["template", "x", CHART_DIR.pathname, "--set", set], HELM);
+      assert.ok(!bad.success, `--set ${set} is refused`);
+      assert.match(bad.stderr, /schema/);
+    }
+  },
+});
+
+Deno.test({
+  name: "NOTES.txt says whether the API requires tokens",
+  ignore: !hasHelm,
+  async fn() {
+    const off = await renderNotes([]);
+    assert.match(off, /WARNING: authentication is OFF/);
+    assert.match(off, /--set api\.auth\.existingSecret=planetary-api-tokens/);
+    const on = await renderNotes([
+      "api.auth.existingSecret=tes-tokens",
+      "api.auth.secretKey=t.json",
+    ]);
+    assert.doesNotMatch(on, /authentication is OFF/);
+    assert.match(on, /Authentication is ON/);
+    assert.match(on, /key\s+"t\.json" of Secret "tes-tokens"/);
+    assert.match(on, /rollout restart deployment\/planetary-api/);
+    assert.match(on, /curl -H "Authorization: Bearer \$TOKEN"/);
+  },
+});
+
+Deno.test({
+  name: "helm template gives the API exactly the backend_parameters the pod builder applies",
+  ignore: !hasHelm,
+  async fn() {
+    for (
+      const [objects, expected] of [
+        [await renderDefault(), ["machine_type"]],
+        [await renderAllOn(), ["machine_type", "pool", "sandbox"]],
+        [await renderDefault(["tasks.backendParameters.machine_type=null"]), []],
+      ] as const
+    ) {
+      const config = find(objects, "ConfigMap", "planetary-config");
+      const api = parseServeConfig(JSON.stringify(configFile(config, "api.json")), "api.json").api;
+      const pod = configFile(config, "pod-config.json") as PodBuilderConfig;
+      assert.deepEqual(api?.supportedBackendParameters, [...expected]);
+      assert.deepEqual(supportedBackendParameters(pod), [...expected]);
+    }
+    // a mapping the pod builder applies: the value lands in the pod
+    const config = configFile(
+      find(await renderAllOn(), "ConfigMap", "planetary-config"),
+      "pod-config.json",
+    );
+    const { pod } = buildTaskPod(
+      {
+        id: "d2f6b1c0-0000-4000-8000-000000000002",
+        executors: [{ image: "alpine", command: ["true"] }],
+        resources: { backend_parameters: { pool: "highmem", sandbox: "kata" } },
+      },
+      config as PodBuilderConfig,
+    );
+    assert.equal(
+      (get(pod, "spec.nodeSelector") as Record<string, string>)["example.org/pool"],
+      "highmem",
+    );
+    assert.equal(get(pod, "spec.runtimeClassName"), "kata");
+    for (
+      const set of ["tasks.backendParameters.x.kind=label", "tasks.backendParameters.x.kind=nope"]
+    ) {
+      const bad = await runHelm(["template", "x", CHART_DIR.pathname, "--set", set], HELM);
+      assert.ok(!bad.success, `--set ${set} is refused`);
+    }
+  },
+});
+
+Deno.test({
+  name: "helm template hands the lease and keep-finished settings to the orchestrator",
+  ignore: !hasHelm,
+  async fn() {
+    const envOf = (objects: K8sObject[]): Record<string, unknown> =>
+      Object.fromEntries(
+        list(
+          find(objects, "Deployment", "planetary-orchestrator"),
+          "spec.template.spec.containers.0.env",
+        )
+          .map((e) => [text(e, "name"), get(e, "value")]),
+      );
+    const defaults = envOf(await renderDefault());
+    assert.equal(defaults.PLANETARY_LEASE_MS, "30000");
+    assert.equal(defaults.PLANETARY_KEEP_FINISHED_PODS, undefined, "pods deleted at once");
+    const allOn = envOf(await renderAllOn());
+    assert.equal(allOn.PLANETARY_LEASE_MS, "45000");
+    // monitor.keepFinishedSeconds only works when the orchestrator leaves finished pods alone
+    assert.equal(allOn.PLANETARY_KEEP_FINISHED_PODS, "true");
   },
 });
 
@@ -542,19 +776,23 @@ class ApiClient {
     });
     return { status: response.status, json: await response.json() };
   }
-  /** Server-side apply (JSON is YAML, so the body is the object as JSON). */
-  async apply(obj: K8sObject, dryRun: boolean): Promise<unknown> {
+  /** Server-side apply, whatever the answer. */
+  async tryApply(obj: K8sObject, dryRun: boolean): Promise<{ status: number; json: unknown }> {
     const resource = RESOURCES[`${obj.apiVersion}/${obj.kind}`];
     assert.ok(resource, `a known built-in kind: ${obj.apiVersion}/${obj.kind}`);
     const ns = resource.namespaced ? `/namespaces/${obj.metadata.namespace}` : "";
     assert.ok(!resource.namespaced || obj.metadata.namespace, `${obj.kind} has a namespace`);
     const query = `fieldManager=planetary-helm-test&force=true${dryRun ? "&dryRun=All" : ""}`;
-    const { status, json } = await this.request(
+    return await this.request(
       "PATCH",
       `${resource.base}${ns}/${resource.plural}/${obj.metadata.name}?${query}`,
       obj,
       "application/apply-patch+yaml",
     );
+  }
+  /** Server-side apply (JSON is YAML, so the body is the object as JSON). */
+  async apply(obj: K8sObject, dryRun: boolean): Promise<unknown> {
+    const { status, json } = await this.tryApply(obj, dryRun);
     assert.ok(
       status === 200 || status === 201,
       `${dryRun ? "dry-run " : ""}apply ${obj.kind}/${obj.metadata.name}: ${status} ${
@@ -623,6 +861,15 @@ Deno.test({
         manifests.push(...parseObjects(await Deno.readTextFile(new URL(name, MANIFESTS_DIR))));
       }
       await applyAll(api, manifests);
+      // an upgrade without Helm: the next version's migration Job is a new object, accepted;
+      // the same change under the old name is what `kubectl apply` could not do
+      const oldJob = migrationJob(manifests);
+      const newJob = migrationJob(await renderDefault(["image.tag=0.2.0"]));
+      assert.notEqual(newJob.metadata.name, oldJob.metadata.name);
+      assert.equal((await api.tryApply(newJob, false)).status, 201, "a new Job is created");
+      const reused = await api.tryApply({ ...newJob, metadata: oldJob.metadata }, true);
+      assert.equal(reused.status, 422, "a Job's pod template cannot change");
+      assert.match(String(get(reused.json, "message")), /field is immutable/);
       // every option on, as another release in another namespace
       const allOn = await renderAllOn("planetary-all");
       await applyAll(api, [

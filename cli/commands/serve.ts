@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import { type Command, UsageError } from "../command.ts";
 import { resolveServeOptions, ServeConfigError } from "../../src/server/serve_config.ts";
 import { startServer } from "../../src/server/start_server.ts";
+import { AUTH_TOKENS_FILE_ENV, withAuthTokensFile } from "../../src/api/auth_tokens_file.ts";
 
 /**
  * The Deno permissions `planetary serve` needs: the network (listen, and PostgreSQL when
@@ -42,6 +43,7 @@ Options:
   --log-requests=BOOL   one JSON log line per request on stderr (default true)
   --config FILE.json    JSON file: {host, port, dataDir, databaseUrl, api: {serviceInfo,
                         supportedBackendParameters, maxBodyBytes, corsOrigins, authTokens, …}}
+                        (env PLANETARY_AUTH_TOKENS_FILE: a JSON file of token -> owner instead)
   -h, --help            show this help
 `;
 
@@ -96,6 +98,7 @@ export const serveCommand: Command = {
       if (error instanceof ServeConfigError) throw new UsageError(error.message);
       throw error;
     }
+    options.api = await withAuthTokensFile(options.api, Deno.env.get(AUTH_TOKENS_FILE_ENV));
     const server = await startServer(options);
     await server.finished;
     return 0;

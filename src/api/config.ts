@@ -58,7 +58,9 @@ export interface ApiConfig {
   /**
    * Bearer tokens and the user each one authenticates. When set (and not empty), every TES
    * route answers 401 without a valid `Authorization: Bearer <token>`, and each user sees only
-   * the tasks they created. Health checks and service-info stay public.
+   * the tasks they created. Health checks and service-info stay public. The services can read
+   * them from a file instead (`PLANETARY_AUTH_TOKENS_FILE`, see `auth_tokens_file.ts`), so that
+   * tokens come from a Kubernetes Secret rather than a config file.
    * @default undefined (no authentication)
    */
   authTokens?: Readonly<Record<string, string>>;

@@ -18,6 +18,7 @@
  * @module
  */
 export * from "./app.ts";
+export * from "./auth_tokens_file.ts";
 export * from "./config.ts";
 export * from "./errors.ts";
 export * from "./request_log.ts";

@@ -66,6 +66,13 @@ spec:
               value: /etc/planetary/pod-config.json
             - name: PLANETARY_MAX_TASKS
               value: {{ $v.maxTasks | quote }}
+            - name: PLANETARY_LEASE_MS
+              value: {{ mul $v.leaseSeconds 1000 | quote }}
+            {{- if gt (int $.Values.monitor.keepFinishedSeconds) 0 }}
+            # finished pods stay for the monitor's keepFinishedSeconds instead of going at once
+            - name: PLANETARY_KEEP_FINISHED_PODS
+              value: "true"
+            {{- end }}
             {{- else }}
             - name: PLANETARY_MONITOR_INTERVAL_S
               value: {{ $v.intervalSeconds | quote }}
