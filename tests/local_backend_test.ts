@@ -74,7 +74,11 @@ function sh(name: string, script: string, extra: Partial<V1Container> = {}): V1C
 
 async function withBackend(
   fn: (backend: LocalBackend, tmp: string) => Promise<void>,
-  options: { maxConcurrentPods?: number; shared?: boolean } = {},
+  options: {
+    maxConcurrentPods?: number;
+    shared?: boolean;
+    secrets?: Record<string, Record<string, string>>;
+  } = {},
 ): Promise<void> {
   const tmp = await Deno.makeTempDir({ prefix: "planetary-local-test-" });
   const backend = new LocalBackend({
@@ -82,6 +86,7 @@ async function withBackend(
     runtime: "host",
     maxConcurrentPods: options.maxConcurrentPods ?? 4,
     ...(options.shared ? { sharedHostPaths: [`${tmp}/shared`] } : {}),
+    ...(options.secrets ? { secrets: options.secrets } : {}),
   });
   await Deno.mkdir(`${tmp}/shared`);
   try {
@@ -513,5 +518,169 @@ Deno.test({
     });
     assert(!await exists("/odd dir"));
     assert(!await exists("/tmp/pwned2"));
+  },
+});
+
+/** Secrets of the envFrom tests; their values must never show up in a pod or an event. */
+const SECRETS = {
+  storage: {
+    AWS_SECRET_ACCESS_KEY: `secret-${crypto.randomUUID()}`,
+    SHARED: "from-secret",
+    OVERRIDDEN: "from-secret",
+    "bad name": "skipped",
+  },
+  other: { TOKEN: `token-${crypto.randomUUID()}` },
+};
+
+Deno.test({
+  name: "LocalBackend.createPod() resolves envFrom and secretKeyRef like a kubelet",
+  ignore: !ENABLED,
+  async fn() {
+    await withBackend(async (backend) => {
+      const events: PodEvent[] = [];
+      const watch = new AbortController();
+      const watching = backend.watchPods((e) => events.push(e), watch.signal);
+      const reader = (name: string, extra: Partial<V1Container>): V1Container =>
+        sh(name, "env | LC_ALL=C sort", extra);
+      await backend.createPod({
+        pod: pod("envfrom", {
+          init: [reader("inputs", {
+            envFrom: [
+              { configMapRef: { name: "envfrom-spec" } },
+              { secretRef: { name: "storage" } },
+              { secretRef: { name: "absent", optional: true } },
+              { configMapRef: { name: "absent", optional: true } },
+              { secretRef: { name: "other" }, prefix: "P_" },
+            ],
+            env: [
+              { name: "OVERRIDDEN", value: "from-env" },
+              { name: "COMBINED", value: "$(SHARED)+$(P_TOKEN)" },
+              {
+                name: "ONE",
+                valueFrom: { secretKeyRef: { name: "other", key: "TOKEN" } },
+              },
+              {
+                name: "MAYBE",
+                valueFrom: { secretKeyRef: { name: "other", key: "NONE", optional: true } },
+              },
+            ],
+          })],
+          main: [reader("outputs", {})],
+          configMap: "envfrom-spec",
+        }),
+        configMap: {
+          metadata: { name: "envfrom-spec" },
+          data: { SHARED: "from-configmap", CM_ONLY: "cm", "1BAD": "skipped" },
+        },
+      });
+      const status = await finished(backend, "envfrom");
+      assert.equal(status.phase, "Succeeded", JSON.stringify(status));
+      const lines = (await backend.readLog("envfrom", "inputs")).trim().split("\n");
+      const env = new Map(
+        lines.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+      );
+      const { AWS_SECRET_ACCESS_KEY: secret } = SECRETS.storage;
+      assert.equal(env.get("AWS_SECRET_ACCESS_KEY"), secret);
+      assert.equal(env.get("SHARED"), "from-secret", "a later envFrom source wins");
+      assert.equal(env.get("CM_ONLY"), "cm");
+      assert.equal(env.get("OVERRIDDEN"), "from-env", "env wins over envFrom");
+      assert.equal(env.get("P_TOKEN"), SECRETS.other.TOKEN, "prefix");
+      assert.equal(env.get("TOKEN"), undefined);
+      assert.equal(env.get("ONE"), SECRETS.other.TOKEN, "secretKeyRef");
+      assert.equal(env.get("COMBINED"), `from-secret+${SECRETS.other.TOKEN}`);
+      assert.equal(env.has("MAYBE"), false);
+      assert(!lines.some((l) => l.startsWith("bad name") || l.startsWith("1BAD")), lines.join());
+      // A container without envFrom sees none of it.
+      const outputs = await backend.readLog("envfrom", "outputs");
+      assert(outputs.includes("HOSTNAME=envfrom"), outputs);
+      assert(!outputs.includes(secret) && !outputs.includes("from-secret"), outputs);
+      watch.abort();
+      await watching;
+      const shown = JSON.stringify([events, await backend.listPods()]);
+      for (const value of [secret, SECRETS.other.TOKEN]) assert(!shown.includes(value));
+    }, { secrets: SECRETS });
+  },
+});
+
+Deno.test({
+  name: "LocalBackend.createPod() fails a pod that needs a missing Secret, naming it",
+  ignore: !ENABLED,
+  async fn() {
+    await withBackend(async (backend) => {
+      const cases: [string, Partial<V1Container>, RegExp][] = [
+        ["nosecret", { envFrom: [{ secretRef: { name: "absent" } }] }, /secret "absent" not found/],
+        [
+          "nokey",
+          { env: [{ name: "K", valueFrom: { secretKeyRef: { name: "other", key: "NONE" } } }] },
+          /env "K": key "NONE" of secret "other" not found/,
+        ],
+        [
+          "nocm",
+          { envFrom: [{ configMapRef: { name: "absent-cm" } }] },
+          /configmap "absent-cm" not found/,
+        ],
+      ];
+      for (const [name, extra] of cases) {
+        await backend.createPod({
+          pod: pod(name, {
+            init: [sh("inputs", "echo ran", extra)],
+            main: [sh("outputs", "true")],
+          }),
+          configMap: { metadata: { name: `${name}-spec` }, data: {} },
+        });
+      }
+      for (const [name, , message] of cases) {
+        const status = await finished(backend, name);
+        assert.equal(status.phase, "Failed");
+        assert.equal(status.reason, "CreateContainerConfigError");
+        const waiting = status.initContainerStatuses?.[0]?.state?.waiting;
+        assert.equal(waiting?.reason, "CreateContainerConfigError");
+        assert.match(waiting?.message ?? "", message);
+        assert.equal(await backend.readLog(name, "inputs"), "", "the container must not start");
+        assert(!JSON.stringify(status).includes(SECRETS.other.TOKEN));
+      }
+    }, { secrets: SECRETS });
+  },
+});
+
+/** Host pids of processes whose command line holds `text`. */
+async function pidsWithArgument(text: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`).catch(() => "");
+    if (cmdline.includes(text)) pids.push(Number(entry.name));
+  }
+  return pids;
+}
+
+Deno.test({
+  name: "HostRuntime keeps env values (Secrets) out of every process's command line",
+  ignore: !ENABLED,
+  async fn() {
+    const value = `value-${crypto.randomUUID()}`;
+    await withBackend(async (backend) => {
+      await backend.createPod({
+        pod: pod("argv", {
+          main: [{
+            name: "outputs",
+            image: "debian:12",
+            command: ["sleep", "60"],
+            envFrom: [{ secretRef: { name: "creds" } }],
+            env: [{ name: "PLAIN", value: `plain-${value}` }],
+          }],
+        }),
+        configMap: { metadata: { name: "argv-spec" }, data: {} },
+      });
+      // The container runs with both values in its environment…
+      const pids = await waitFor("the container process", async () => {
+        const found = await pidsWithMarker(`KEY=${value}`);
+        return found.length > 0 ? found : undefined;
+      });
+      assert.equal((await pidsWithMarker(`PLAIN=plain-${value}`)).join(), pids.join());
+      // …and no process anywhere shows them in its arguments.
+      assert.deepEqual(await pidsWithArgument(value), []);
+      await backend.deletePod("argv");
+    }, { secrets: { creds: { KEY: value } } });
   },
 });

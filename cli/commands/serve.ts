@@ -45,6 +45,10 @@ Options:
                         supportedBackendParameters, maxBodyBytes, corsOrigins, authTokens, …}}
                         (env PLANETARY_AUTH_TOKENS_FILE: a JSON file of token -> owner instead)
   -h, --help            show this help
+
+Cloud storage (s3://, az://, gs://): export the providers' variables first (AWS_*,
+AZURE_STORAGE_*, GOOGLE_APPLICATION_CREDENTIALS, GOOGLE_CLOUD_PROJECT, PLANETARY_S3*,
+PLANETARY_GCS*, PLANETARY_STORAGE_*); they reach the tasks' transporters only.
 `;
 
 /** The `serve` command. */

@@ -12,6 +12,7 @@ import { Orchestrator } from "../orchestrator/orchestrator.ts";
 import { buildTaskPod } from "../pod/build_task_pod.ts";
 import type { PodBuilderConfig } from "../pod/pod_builder_config.ts";
 import type { TaskStore } from "../store/task_store.ts";
+import { STORAGE_SECRET_NAME } from "./storage_environment.ts";
 
 /** Where the local backend shows the allow-listed host folders inside task containers. */
 const HOST_FILES_ROOT = "/planetary/host";
@@ -49,6 +50,15 @@ export interface ExecutionOptions {
   leaseMs?: number;
   /** Longest wait between looks for new work, in ms. @default 1000 */
   pollIntervalMs?: number;
+  /**
+   * Cloud storage settings and credentials for the transporter (see `storageEnvironment`). With
+   * the local backend they become its in-memory Secret `planetary-storage`, which the pod builder
+   * names in the transporter containers' `envFrom` (`storageSecrets`): executors never see them,
+   * and no value enters a pod spec, the database or a log. Ignored with another backend (name
+   * its Secrets in `pod.storageSecrets`).
+   * @default {} (none)
+   */
+  storageEnv?: Readonly<Record<string, string>>;
 }
 
 /** The running execution side. */
@@ -165,19 +175,25 @@ export function startExecution(store: TaskStore, options: ExecutionOptions): Run
     pod = {},
     maxConcurrentTasks = 4,
     fileAllowList = [],
+    storageEnv = {},
   } = options;
   const local = options.backend === undefined;
   const setup = hostTransporterSetup(fileAllowList);
+  const storageSecret = local && Object.keys(storageEnv).length > 0;
   const backend = options.backend ?? new LocalBackend({
     workDir,
     maxConcurrentPods: maxConcurrentTasks,
     sharedHostPaths: setup.sharedHostPaths,
+    ...(storageSecret ? { secrets: { [STORAGE_SECRET_NAME]: storageEnv } } : {}),
   });
   const podConfig: PodBuilderConfig = local
     ? {
       ...setup.pod,
       ...pod,
       transporterEnv: { ...setup.pod.transporterEnv, ...pod.transporterEnv },
+      ...(storageSecret
+        ? { storageSecrets: [...(pod.storageSecrets ?? []), STORAGE_SECRET_NAME] }
+        : {}),
     }
     : {
       transporterCommand: localTransporterCommand(),

@@ -6,3 +6,4 @@
  */
 export * from "./start_server.ts";
 export * from "./serve_config.ts";
+export * from "./storage_environment.ts";

@@ -8,6 +8,7 @@ import { z } from "zod";
 import type { ApiConfig } from "../api/config.ts";
 import type { ServeOptions } from "./start_server.ts";
 import { cloudStorageFromEnv } from "../storage/cloud_storage_from_env.ts";
+import { isStorageVariable, storageEnvironment } from "./storage_environment.ts";
 
 /** Raised when a flag, environment variable or config file holds a bad value. */
 export class ServeConfigError extends Error {
@@ -122,12 +123,23 @@ export function parseServeConfig(text: string, source: string): ServeOptions {
 }
 
 /**
+ * An environment: its variables (e.g. `Deno.env.toObject()`), or a function that reads one
+ * (which cannot be listed: then only the cloud storage variables that `cloudStorageFromEnv`
+ * asks for reach the transporter).
+ */
+export type ServeEnvironment =
+  | Readonly<Record<string, string | undefined>>
+  | ((name: string) => string | undefined);
+
+/**
  * Combines flags, environment (`PLANETARY_HOST`, `PLANETARY_PORT`, `PLANETARY_DATA_DIR`,
  * `DATABASE_URL`) and the config file named by `--config` into the options of
- * {@linkcode startServer}.
+ * {@linkcode startServer}. The environment's cloud storage variables (see `CLOUD_STORAGE_ENV`)
+ * configure which URL schemes the API accepts and become `execution.storageEnv`: the
+ * transporter's settings and credentials.
  *
  * @param flags The parsed flags.
- * @param env Reads an environment variable. @default Deno.env.get
+ * @param environment The environment. @default Deno.env.toObject()
  * @returns Options for `startServer` (signals handled, listening announced).
  * @throws {ServeConfigError} For a bad port, boolean or config file.
  * @example
@@ -139,8 +151,18 @@ export function parseServeConfig(text: string, source: string): ServeOptions {
  */
 export async function resolveServeOptions(
   flags: ServeFlags,
-  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+  environment: ServeEnvironment = Deno.env.toObject(),
 ): Promise<ServeOptions> {
+  const read: (name: string) => string | undefined = typeof environment === "function"
+    ? environment
+    : (name) => Object.hasOwn(environment, name) ? environment[name] : undefined;
+  // What cloudStorageFromEnv reads, for an environment that cannot be listed.
+  const asked: Record<string, string | undefined> = {};
+  const env = (name: string): string | undefined => {
+    const value = read(name);
+    if (isStorageVariable(name)) asked[name] = value;
+    return value;
+  };
   let file: ServeOptions = {};
   if (flags.config !== undefined) {
     let text: string;
@@ -194,6 +216,12 @@ export async function resolveServeOptions(
   // Accept (and advertise) the cloud stores the transporter will find in this environment.
   const cloud = cloudStorageFromEnv(env);
   options.cloudStorage = { schemes: cloud.schemes, prefixes: cloud.prefixes };
+  if (options.execution !== false) {
+    const storageEnv = storageEnvironment(typeof environment === "function" ? asked : environment);
+    if (Object.keys(storageEnv).length > 0) {
+      options.execution = { ...options.execution, storageEnv };
+    }
+  }
   if (flags.logRequests !== undefined) {
     const api: ApiConfig = { ...options.api, logRequests: parseBoolean(flags.logRequests) };
     options.api = api;

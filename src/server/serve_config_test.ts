@@ -44,3 +44,33 @@ Deno.test("parseServeConfig() names unknown or mistyped fields", () => {
     api: { corsOrigins: [] },
   });
 });
+
+Deno.test("resolveServeOptions() hands the cloud storage variables to execution only", async () => {
+  const env = {
+    PLANETARY_PORT: "9100",
+    PATH: "/usr/bin",
+    DATABASE_URL: "postgres://u:p@h/d",
+    PLANETARY_S3_ENDPOINT: "http://127.0.0.1:9",
+    AWS_ACCESS_KEY_ID: "id",
+    AWS_SECRET_ACCESS_KEY: "secret",
+    AWS_ROLE_SESSION_NAME: "planetary",
+  };
+  const storageEnv = {
+    PLANETARY_S3_ENDPOINT: "http://127.0.0.1:9",
+    AWS_ACCESS_KEY_ID: "id",
+    AWS_SECRET_ACCESS_KEY: "secret",
+    AWS_ROLE_SESSION_NAME: "planetary",
+  };
+  const options = await resolveServeOptions({}, env);
+  assert.deepEqual(options.cloudStorage, { schemes: ["s3"], prefixes: ["s3://"] });
+  assert.deepEqual(options.execution && options.execution.storageEnv, storageEnv);
+  assert.equal(options.port, 9100);
+  // A reader cannot be listed: what cloudStorageFromEnv asked for is handed over.
+  const read = await resolveServeOptions({}, (name) => env[name as keyof typeof env]);
+  const { AWS_ROLE_SESSION_NAME: _, ...asked } = storageEnv;
+  assert.deepEqual(read.execution && read.execution.storageEnv, asked);
+  // Nothing configured: no storage environment; API only: none either.
+  const bare = await resolveServeOptions({}, { PATH: "/bin" });
+  assert.deepEqual(bare.execution, {});
+  assert.equal((await resolveServeOptions({ backend: "none" }, env)).execution, false);
+});

@@ -132,3 +132,26 @@ export function cloudStorageFromEnv(
   }
   return setup;
 }
+
+/**
+ * The environment variables that configure cloud storage: exact names, and prefixes written
+ * with a final `*` (every variable that starts with the text before it). Everything
+ * {@linkcode cloudStorageFromEnv} reads matches an entry, and so does what the provider SDKs
+ * read by themselves (`AWS_ROLE_ARN`, `AWS_CONFIG_FILE`…). `planetary serve` hands exactly
+ * these variables to the transporter containers, and to nothing else.
+ *
+ * @example Usage
+ * ```ts
+ * import { CLOUD_STORAGE_ENV } from "./cloud_storage_from_env.ts";
+ * CLOUD_STORAGE_ENV.includes("AWS_*"); // true
+ * ```
+ */
+export const CLOUD_STORAGE_ENV: readonly string[] = Object.freeze([
+  "AWS_*",
+  "AZURE_STORAGE_*",
+  "GOOGLE_APPLICATION_CREDENTIALS",
+  "GOOGLE_CLOUD_PROJECT",
+  "PLANETARY_S3*",
+  "PLANETARY_GCS*",
+  "PLANETARY_STORAGE_*",
+]);

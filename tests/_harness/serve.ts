@@ -25,6 +25,8 @@ export interface StartServeOptions {
    * @default undefined (a new database)
    */
   dataTemplate?: string;
+  /** More environment variables of the server (on top of this process's). @default {} */
+  env?: Record<string, string>;
 }
 
 /** A running `planetary serve` subprocess. */
@@ -39,7 +41,7 @@ export interface ServeHarness {
   readonly storageDir: string;
   /** PID of the current serve process. */
   readonly pid: number;
-  /** Everything the server processes wrote to stderr so far. */
+  /** Everything the server processes wrote to stderr and stdout so far. */
   log(): string;
   /**
    * Sends `signal` to the server and waits until the process is gone.
@@ -80,7 +82,7 @@ interface Process {
  * @throws {Error} When the server exits or does not become ready in time (with its log).
  */
 export async function startServe(options: StartServeOptions = {}): Promise<ServeHarness> {
-  const { maxTasks, args = [], startupMs = 120_000, dataTemplate } = options;
+  const { maxTasks, args = [], startupMs = 120_000, dataTemplate, env = {} } = options;
   const root = await Deno.makeTempDir({ prefix: "planetary-e2e-" });
   const dataDir = `${root}/data`;
   const storageDir = `${root}/storage`;
@@ -114,18 +116,18 @@ export async function startServe(options: StartServeOptions = {}): Promise<Serve
         ...args,
       ],
       stdin: "null",
-      stdout: "null",
+      stdout: "piped",
       stderr: "piped",
-      env: { NO_COLOR: "1" },
+      env: { ...env, NO_COLOR: "1" },
     }).spawn();
     const process: Process = {
       child,
       url: `http://127.0.0.1:${port}`,
       exited: false,
-      drained: (async () => {
+      drained: Promise.all([child.stderr, child.stdout].map(async (stream) => {
         const decoder = new TextDecoder();
-        for await (const chunk of child.stderr) text += decoder.decode(chunk, { stream: true });
-      })(),
+        for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
+      })).then(() => {}),
     };
     void child.status.then(() => process.exited = true);
     current = process;

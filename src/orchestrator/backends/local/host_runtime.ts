@@ -18,8 +18,9 @@
  * - It needs root, or unprivileged user namespaces (`unshare --user --map-root-user`) with
  *   overlayfs allowed in them (Linux 5.11+). {@linkcode HostRuntime.ensureAvailable} tells.
  *
- * The setup runs as a constant POSIX `sh` script: every path, argument and environment value
- * reaches it as a positional argument, never spliced into the script text.
+ * The setup runs as a constant POSIX `sh` script: every path and argument reaches it as a
+ * positional argument and every environment value through its environment, never spliced into
+ * the script text; environment values (credentials from Secrets) stay out of process lists.
  *
  * @module
  */
@@ -81,9 +82,13 @@ export const DEFAULT_CONTAINER_PATH =
 
 /**
  * The setup script, run as PID 1 of the new namespaces. Arguments:
- * `scratch workingDir mountCount (kind ro source target)… env-assignments… argv…`.
- * `$scratch` holds `root/`, `upper/`, `work/`, `tmp/` (made beforehand) and receives the
- * `started` marker just before the program is executed.
+ * `scratch workingDir mountCount (kind ro source target)… envCount argv…`; the container's
+ * environment comes as `PLANETARY_ENV_NAME_<i>` and `PLANETARY_ENV_VALUE_<i>` variables of the
+ * script's own environment (i < envCount), not as arguments, so that values (credentials from Secrets) never show in a
+ * process list (`/proc/<pid>/cmdline` is world-readable, `environ` is not). They are moved in
+ * front of argv for `env -i` only at the very end. `$scratch` holds `root/`, `upper/`, `work/`,
+ * `tmp/` (made beforehand) and receives the `started` marker just before the program is
+ * executed.
  */
 const SETUP_SCRIPT = `set -eu
 scratch=$1 wd=$2 n=$3
@@ -126,6 +131,21 @@ while [ "$n" -gt 0 ]; do
   fi
   mount --bind "$src" "$root$t"
   if [ "$ro" = 1 ]; then mount -o remount,bind,ro "$root$t"; fi
+done
+e=$1
+shift
+c=$#
+i=0
+while [ "$i" -lt "$e" ]; do
+  eval "k=\\\${PLANETARY_ENV_NAME_$i} v=\\\${PLANETARY_ENV_VALUE_$i}"
+  set -- "$@" "$k=$v"
+  i=$((i + 1))
+done
+while [ "$c" -gt 0 ]; do
+  a=$1
+  shift
+  set -- "$@" "$a"
+  c=$((c - 1))
 done
 chroot "$root" mkdir -p -- "$wd"
 : > "$scratch/started"
@@ -288,9 +308,14 @@ export class HostRuntime implements ContainerRuntime {
       spec.workingDir || "/",
       String(mounts.length),
       ...mounts.flatMap((m) => [m.kind, m.readOnly ? "1" : "0", m.source, m.target]),
-      ...env.map(([name, value]) => `${name}=${value}`),
+      String(env.length),
       ...argv,
     ];
+    const passed: Record<string, string> = { PATH: DEFAULT_CONTAINER_PATH };
+    for (const [i, [name, value]] of env.entries()) {
+      passed[`PLANETARY_ENV_NAME_${i}`] = name;
+      passed[`PLANETARY_ENV_VALUE_${i}`] = value;
+    }
 
     const log = await Deno.open(spec.logFile, { create: true, append: true });
     try {
@@ -298,7 +323,7 @@ export class HostRuntime implements ContainerRuntime {
       const child = new Deno.Command("unshare", {
         args,
         clearEnv: true,
-        env: { PATH: DEFAULT_CONTAINER_PATH },
+        env: passed,
         stdin: "null",
         stdout: "piped",
         stderr: "piped",

@@ -52,6 +52,16 @@ export interface LocalBackendOptions {
    */
   sharedHostPaths?: SharedHostPath[];
   /**
+   * Secrets that pods may read, by name: each is its keys and values (as `stringData`), kept in
+   * memory only. Containers reach them the way a kubelet resolves them, through `envFrom`
+   * (`secretRef`, with `prefix` and `optional`) and `env[].valueFrom.secretKeyRef`; a pod that
+   * names a missing Secret (not `optional`) fails with `CreateContainerConfigError`. The values
+   * never enter a pod, its status or an event.
+   *
+   * @default {{}}
+   */
+  secrets?: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /**
    * The clock.
    *
    * @default {() => new Date()}
@@ -98,6 +108,7 @@ export class LocalBackend implements Backend {
   #now: () => Date;
   #pods = new Map<string, PodEntry>();
   #configMaps = new Map<string, V1ConfigMap>();
+  #secrets: ReadonlyMap<string, Readonly<Record<string, string>>>;
   #listeners = new Set<(event: PodEvent) => void>();
   #running = 0;
   #queue: (() => void)[] = [];
@@ -117,6 +128,7 @@ export class LocalBackend implements Backend {
       maxConcurrentPods = 4,
       hostEnv,
       sharedHostPaths,
+      secrets = {},
       now = () => new Date(),
     } = options;
     if (!Number.isInteger(maxConcurrentPods) || maxConcurrentPods < 1) {
@@ -126,6 +138,9 @@ export class LocalBackend implements Backend {
     this.#runtimeChoice = runtime;
     this.#hostEnv = hostEnv;
     this.#sharedHostPaths = sharedHostPaths;
+    this.#secrets = new Map(
+      Object.entries(secrets).map(([name, data]) => [name, Object.freeze({ ...data })]),
+    );
     this.#maxConcurrent = maxConcurrentPods;
     this.#now = now;
   }
@@ -217,6 +232,7 @@ export class LocalBackend implements Backend {
       await runPod({
         pod: entry.pod,
         configMaps: this.#configMaps,
+        secrets: this.#secrets,
         podDir: entry.dir,
         runtime,
         signal,

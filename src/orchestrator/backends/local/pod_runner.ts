@@ -30,6 +30,13 @@ export interface RunPodOptions {
   pod: V1Pod;
   /** The ConfigMaps the pod may mount or read, by name. */
   configMaps: ReadonlyMap<string, V1ConfigMap>;
+  /**
+   * The Secrets containers may read through `envFrom` (`secretRef`) and `secretKeyRef`, by
+   * name: each is its keys and (decoded) values.
+   *
+   * @default {new Map()}
+   */
+  secrets?: ReadonlyMap<string, Readonly<Record<string, string>>>;
   /** A directory of this pod only; volumes, logs and scratch files go there. */
   podDir: string;
   /** What starts the containers. */
@@ -107,7 +114,16 @@ export function containerLogPath(podDir: string, container: string): string {
  * ```
  */
 export async function runPod(options: RunPodOptions): Promise<V1PodStatus> {
-  const { pod, configMaps, podDir, runtime, signal, onStatus, now = () => new Date() } = options;
+  const {
+    pod,
+    configMaps,
+    secrets = new Map(),
+    podDir,
+    runtime,
+    signal,
+    onStatus,
+    now = () => new Date(),
+  } = options;
   const spec = pod.spec;
   const initContainers = spec?.initContainers ?? [];
   const containers = spec?.containers ?? [];
@@ -173,7 +189,7 @@ export async function runPod(options: RunPodOptions): Promise<V1PodStatus> {
   const runOne = async (c: V1Container, target: V1ContainerStatus): Promise<number> => {
     let prepared: PreparedContainer;
     try {
-      prepared = await prepareContainer(c, pod, volumes, configMaps, podDir);
+      prepared = await prepareContainer(c, pod, volumes, { configMaps, secrets }, podDir);
     } catch (error) {
       target.state = {
         waiting: {
@@ -358,7 +374,7 @@ async function prepareContainer(
   c: V1Container,
   pod: V1Pod,
   volumes: Map<string, MaterializedVolume>,
-  configMaps: ReadonlyMap<string, V1ConfigMap>,
+  sources: EnvSources,
   podDir: string,
 ): Promise<PreparedContainer> {
   const containerDir = `${podDir}/containers/${c.name}`;
@@ -402,7 +418,7 @@ async function prepareContainer(
   });
   mounts.sort((a, b) => depth(a.target) - depth(b.target));
 
-  const env = resolveEnv(c, pod, configMaps);
+  const env = resolveEnv(c, pod, sources);
   const lookup = new Map(env);
   const command = (c.command ?? []).map((s) => expandVariables(s, lookup));
   const args = (c.args ?? []).map((s) => expandVariables(s, lookup));
@@ -435,13 +451,47 @@ function depth(path: string): number {
   return path.split("/").length;
 }
 
-function resolveEnv(
-  c: V1Container,
-  pod: V1Pod,
-  configMaps: ReadonlyMap<string, V1ConfigMap>,
-): [string, string][] {
+/** What env references of a container may read. */
+interface EnvSources {
+  configMaps: ReadonlyMap<string, V1ConfigMap>;
+  secrets: ReadonlyMap<string, Readonly<Record<string, string>>>;
+}
+
+/** A valid environment variable name (the kubelet skips `envFrom` keys that are not). */
+const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
+
+/**
+ * A container's environment as a kubelet builds it: `HOSTNAME`, then every `envFrom` source in
+ * order (a later source wins; keys that are no valid name are skipped), then `env` (which wins
+ * over `envFrom`). Messages name the variable, source and key, never a value.
+ */
+function resolveEnv(c: V1Container, pod: V1Pod, sources: EnvSources): [string, string][] {
+  const { configMaps, secrets } = sources;
   const env = new Map<string, string>();
   env.set("HOSTNAME", pod.metadata?.name ?? "");
+  for (const from of c.envFrom ?? []) {
+    const prefix = from.prefix ?? "";
+    let data: Readonly<Record<string, string>> | undefined;
+    if (from.configMapRef) {
+      const ref = from.configMapRef;
+      const configMap = configMaps.get(ref.name ?? "");
+      data = configMap ? configMap.data ?? {} : undefined;
+      if (data === undefined && !ref.optional) {
+        throw new Error(`envFrom: configmap "${ref.name}" not found`);
+      }
+    } else if (from.secretRef) {
+      const ref = from.secretRef;
+      data = secrets.get(ref.name ?? "");
+      if (data === undefined && !ref.optional) {
+        throw new Error(`envFrom: secret "${ref.name}" not found`);
+      }
+    } else {
+      throw new Error("envFrom: a source needs configMapRef or secretRef");
+    }
+    for (const [key, value] of Object.entries(data ?? {})) {
+      if (ENV_NAME.test(prefix + key)) env.set(prefix + key, value);
+    }
+  }
   for (const e of c.env ?? []) {
     if (e.value !== undefined || !e.valueFrom) {
       env.set(e.name, expandVariables(e.value ?? "", env));
@@ -456,14 +506,27 @@ function resolveEnv(
       env.set(e.name, value);
     } else if (from.configMapKeyRef) {
       const ref = from.configMapKeyRef;
-      const value = configMaps.get(ref.name ?? "")?.data?.[ref.key];
+      const configMap = configMaps.get(ref.name ?? "");
+      const value = configMap?.data?.[ref.key];
       if (value !== undefined) env.set(e.name, value);
       else if (!ref.optional) {
-        throw new Error(`env "${e.name}": key "${ref.key}" of configmap "${ref.name}" not found`);
+        throw new Error(
+          configMap
+            ? `env "${e.name}": key "${ref.key}" of configmap "${ref.name}" not found`
+            : `env "${e.name}": configmap "${ref.name}" not found`,
+        );
       }
     } else if (from.secretKeyRef) {
-      if (!from.secretKeyRef.optional) {
-        throw new Error(`env "${e.name}": secret "${from.secretKeyRef.name}" not found`);
+      const ref = from.secretKeyRef;
+      const secret = secrets.get(ref.name ?? "");
+      const value = secret?.[ref.key];
+      if (value !== undefined) env.set(e.name, value);
+      else if (!ref.optional) {
+        throw new Error(
+          secret
+            ? `env "${e.name}": key "${ref.key}" of secret "${ref.name}" not found`
+            : `env "${e.name}": secret "${ref.name}" not found`,
+        );
       }
     } else {
       throw new Error(`env "${e.name}": this valueFrom is not supported`);
