@@ -57,14 +57,15 @@ const REPO = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const CONFIG = `${REPO}/deno.json`;
 const ROLE_FILE = `${REPO}/k8s/rbac/task-role.yaml`;
 /** Where the node agent shows the shared storage folders inside task containers. */
-const HOST_FILES_ROOT = "/planetary/host";
+export const HOST_FILES_ROOT = "/planetary/host";
 /**
  * Where task containers see Planetary's source tree (read-only) and the Deno cache, for the
  * transporter: under `/planetary`, which no task path may use, so that a task using `/work` or
  * `/root` paths cannot mount its data volume over them (as `planetary serve` does).
  */
-const CONTAINER_SOURCE_DIR = "/planetary/source";
-const CONTAINER_DENO_DIR = "/planetary/deno";
+export const CONTAINER_SOURCE_DIR = "/planetary/source";
+/** Where task containers see the host's Deno cache (see {@linkcode CONTAINER_SOURCE_DIR}). */
+export const CONTAINER_DENO_DIR = "/planetary/deno";
 
 function hostDenoDir(): string | undefined {
   const home = Deno.env.get("HOME");

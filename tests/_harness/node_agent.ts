@@ -4,9 +4,10 @@
  * pod runner and host runtime, and mirrors the status they produce to the apiserver through
  * `pods/status`, like a kubelet.
  *
- * - **ConfigMaps**: before starting a pod it fetches every ConfigMap the pod references
- *   (volumes, `configMapKeyRef`, `envFrom`), retrying until they exist; meanwhile the pod is
- *   Pending with its containers waiting (`PodInitializing`/`ContainerCreating`).
+ * - **ConfigMaps and Secrets**: before starting a pod it fetches every ConfigMap the pod
+ *   references (volumes, `configMapKeyRef`, `envFrom`) and every Secret its environment reads
+ *   (`secretKeyRef`, `envFrom`), retrying until they exist; meanwhile the pod is Pending with
+ *   its containers waiting (`PodInitializing`/`ContainerCreating`).
  * - **Status**: every status the pod runner produces goes through a {@linkcode StatusCoalescer}:
  *   written with a JSON merge patch of `pods/status`, only when it changed, at most once per
  *   `statusIntervalMs` (intermediate statuses may be skipped, the latest always lands).
@@ -459,6 +460,33 @@ function requiredConfigMaps(pod: V1Pod): string[] {
     }
   }
   return [...names];
+}
+
+/** The names of the Secrets a pod's environment needs before it can start (optional ones excluded). */
+function requiredSecrets(pod: V1Pod): string[] {
+  const names = new Set<string>();
+  const containers = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
+  for (const c of containers) {
+    for (const e of c.env ?? []) {
+      const ref = e.valueFrom?.secretKeyRef;
+      if (ref?.name && !ref.optional) names.add(ref.name);
+    }
+    for (const e of c.envFrom ?? []) {
+      if (e.secretRef?.name && !e.secretRef.optional) names.add(e.secretRef.name);
+    }
+  }
+  return [...names];
+}
+
+/** A Secret's `data` (base64) as text values. */
+function decodeSecretData(secret: { data?: Record<string, string> }): Record<string, string> {
+  const decoder = new TextDecoder();
+  return Object.fromEntries(
+    Object.entries(secret.data ?? {}).map(([key, value]) => [
+      key,
+      decoder.decode(Uint8Array.from(atob(value), (c) => c.charCodeAt(0))),
+    ]),
+  );
 }
 
 /** The status of a pod whose containers wait to be created (as a kubelet reports it). */
@@ -943,12 +971,28 @@ class NodeAgentImpl implements NodeAgent {
         await abortableDelay(200, signal);
       }
     }
+    // Secrets for envFrom/secretKeyRef, like the ConfigMaps: waited for, values decoded
+    const secrets = new Map<string, Record<string, string>>();
+    for (const name of requiredSecrets(entry.pod)) {
+      while (!signal.aborted) {
+        const { status, body } = await this.#api.request(
+          "GET",
+          `/api/v1/namespaces/${entry.namespace}/secrets/${name}`,
+        ).catch(() => ({ status: 0, body: undefined }));
+        if (status === 200) {
+          secrets.set(name, decodeSecretData(body as { data?: Record<string, string> }));
+          break;
+        }
+        await abortableDelay(200, signal);
+      }
+    }
     if (signal.aborted) return;
     await Deno.remove(entry.dir, { recursive: true }).catch(() => {});
     await Deno.mkdir(entry.dir, { recursive: true });
     await runPod({
       pod: entry.pod,
       configMaps,
+      secrets,
       podDir: entry.dir,
       runtime: this.#faultyRuntime(entry),
       signal,
