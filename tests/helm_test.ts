@@ -456,7 +456,21 @@ Deno.test({
         transporter ? ["s3-credentials", "gcs-credentials"] : [],
         text(c, "name"),
       );
+      // plain transporter settings (tasks.transporter.env) reach the transporters only
+      const env = Object.fromEntries(list(c, "env").map((e) => [text(e, "name"), get(e, "value")]));
+      assert.equal(env.AWS_REGION, transporter ? "eu-west-1" : undefined, text(c, "name"));
+      assert.equal(env.PLANETARY_GCS, transporter ? "true" : undefined, text(c, "name"));
     }
+    // workload identity: the task account carries the annotations, task pods the extra labels
+    assert.deepEqual(
+      get(find(objects, "ServiceAccount", "planetary-task"), "metadata.annotations"),
+      {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/planetary-tasks",
+        "iam.gke.io/gcp-service-account": "tasks@example-project.iam.gserviceaccount.com",
+      },
+    );
+    const labels = get(pod, "metadata.labels") as Record<string, string>;
+    assert.equal(labels["example.org/team"], "genomics");
     assert.ok(
       containers.some((c) =>
         text(c, "image") === "registry.example.org/planetary/planetary-transporter:0.1.0-test"

@@ -138,5 +138,7 @@ podAntiAffinity:
 {{- if $t.activeDeadlineSeconds }}{{ $_ := set $c "activeDeadlineSeconds" $t.activeDeadlineSeconds }}{{ end -}}
 {{- if $t.priorityClassName }}{{ $_ := set $c "priorityClassName" $t.priorityClassName }}{{ end -}}
 {{- if $t.runtimeClassName }}{{ $_ := set $c "runtimeClassName" $t.runtimeClassName }}{{ end -}}
+{{- if $t.podLabels }}{{ $_ := set $c "labels" $t.podLabels }}{{ end -}}
+{{- if $t.transporter.env }}{{ $_ := set $c "transporterEnv" $t.transporter.env }}{{ end -}}
 {{- $c | toPrettyJson -}}
 {{- end -}}
