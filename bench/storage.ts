@@ -1,13 +1,20 @@
 /**
  * Storage benchmark: for each store (file, S3 on moto, Azure Blob on Azurite, GCS on
  * fake-gcs-server) moves one large file and many small files through the Planetary adapter
- * and through the SDK's plain single-stream put/get, and measures the transporter's peak RSS
- * on the large file.
+ * and through the SDK's plain single-stream put/get, then runs the transporter (`inputs`, then
+ * `outputs`) on the large file and on a directory of the small files, reading each run's peak
+ * RSS (VmHWM).
  *
  * ```sh
  * sh tests/emulators/install.sh
  * deno run -A bench/storage.ts [--size-mib 1024] [--files 1000] [--stores file,s3,azure,gcs]
+ *   [--transporter-only] [--env PLANETARY_STORAGE_RANGED_READ_MIB=off ...] [--v8-flags none]
  * ```
+ *
+ * `--env NAME=VALUE` (repeatable) is set for the transporter and for the in-process adapters,
+ * which are built by `cloudStorageFromEnv()` like the transporter's. `--transporter-only` skips
+ * the adapter-vs-SDK rows. `--v8-flags a,b` replaces the transporter's `TRANSPORTER_V8_FLAGS`
+ * (`none`: V8's defaults).
  *
  * Emulators are single-process programs on this machine, so absolute figures say more about
  * them than about the cloud; the ratio adapter/baseline and the RSS are what this measures.
@@ -23,14 +30,8 @@ import {
 } from "@aws-sdk/client-s3";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { Storage as GcsSdk } from "@google-cloud/storage";
-import {
-  AzureBlobStorage,
-  FileStorage,
-  GcsStorage,
-  S3Storage,
-  type Storage,
-} from "../src/storage/mod.ts";
-import { TRANSPORTER_PERMISSIONS } from "../transporter/main.ts";
+import { cloudStorageFromEnv, FileStorage, type Storage } from "../src/storage/mod.ts";
+import { TRANSPORTER_PERMISSIONS, TRANSPORTER_V8_FLAGS } from "../transporter/main.ts";
 import {
   azuriteConnectionString,
   type Emulator,
@@ -48,8 +49,24 @@ const { values } = parseArgs({
     "small-bytes": { type: "string", default: "4096" },
     stores: { type: "string", default: "file,s3,azure,gcs" },
     parallelism: { type: "string", default: "16" },
+    "transporter-only": { type: "boolean", default: false },
+    env: { type: "string", multiple: true, default: [] },
+    "v8-flags": { type: "string" },
   },
 });
+/** The transporter's V8 flags: its own, or `--v8-flags=a,b` (`none`: V8's defaults). */
+const V8_FLAGS: readonly string[] = values["v8-flags"] === undefined
+  ? TRANSPORTER_V8_FLAGS
+  : values["v8-flags"] === "none"
+  ? []
+  : [`--v8-flags=${values["v8-flags"]}`];
+const EXTRA_ENV: Record<string, string> = Object.fromEntries(
+  values.env.map((pair) => {
+    const eq = pair.indexOf("=");
+    if (eq < 1) throw new Error(`--env expects NAME=VALUE, got ${pair}`);
+    return [pair.slice(0, eq), pair.slice(eq + 1)];
+  }),
+);
 const SIZE = Number(values["size-mib"]) * MIB;
 const FILES = Number(values.files);
 const SMALL = Number(values["small-bytes"]);
@@ -68,6 +85,14 @@ interface Target {
   baseline: Baseline;
   env: Record<string, string>;
   stop(): Promise<void>;
+}
+
+/** The adapter the transporter would build from `env` (plus `--env`), for `scheme`. */
+function adapterFromEnv(scheme: string, env: Record<string, string>): Storage {
+  const all = { ...env, ...EXTRA_ENV };
+  const adapter = cloudStorageFromEnv((name) => all[name]).adapters[scheme];
+  if (adapter === undefined) throw new Error(`no ${scheme} adapter from ${Object.keys(all)}`);
+  return adapter;
 }
 
 function generated(size: number): ReadableStream<Uint8Array> {
@@ -137,9 +162,14 @@ async function s3Target(): Promise<Target> {
   const { endpoint, credentials } = moto;
   const client = new S3Client({ region: "us-east-1", endpoint, forcePathStyle: true, credentials });
   await client.send(new CreateBucketCommand({ Bucket: "bench" }));
+  const env = {
+    PLANETARY_S3_ENDPOINT: endpoint,
+    AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+  };
   return {
     name: "s3 (moto)",
-    storage: new S3Storage({ endpoint, forcePathStyle: true, credentials }),
+    storage: adapterFromEnv("s3", env),
     url: (key) => `s3://bench/${key}`,
     baseline: {
       async put(key, body, size) {
@@ -159,11 +189,7 @@ async function s3Target(): Promise<Target> {
         return object.Body!.transformToWebStream() as ReadableStream<Uint8Array>;
       },
     },
-    env: {
-      PLANETARY_S3_ENDPOINT: endpoint,
-      AWS_ACCESS_KEY_ID: credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
-    },
+    env,
     stop: () => moto.stop(),
   };
 }
@@ -177,7 +203,7 @@ async function azureTarget(): Promise<Target> {
   await container.create();
   return {
     name: "azure (Azurite)",
-    storage: new AzureBlobStorage({ connectionString }),
+    storage: adapterFromEnv("az", { AZURE_STORAGE_CONNECTION_STRING: connectionString }),
     url: (key) => `az://devstoreaccount1/bench/${key}`,
     baseline: {
       async put(key, body) {
@@ -205,7 +231,7 @@ async function gcsTarget(): Promise<Target> {
   const bucket = sdk.bucket("bench");
   return {
     name: "gcs (fake-gcs-server)",
-    storage: new GcsStorage({ apiEndpoint: gcs.endpoint }),
+    storage: adapterFromEnv("gs", { PLANETARY_GCS_ENDPOINT: gcs.endpoint }),
     url: (key) => `gs://bench/${key}`,
     baseline: {
       async put(key, body) {
@@ -233,6 +259,7 @@ async function transporterPeak(
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
+      ...V8_FLAGS,
       ...TRANSPORTER_PERMISSIONS,
       new URL("../transporter/main.ts", import.meta.url).pathname,
       mode,
@@ -262,8 +289,13 @@ async function transporterPeak(
 }
 
 const fmt = (n: number): string => n.toFixed(1);
+const ratio = (base: number, adapter: number): string => (base / adapter).toFixed(2);
 
-async function bench(target: Target): Promise<Record<string, string>> {
+/** Adapter vs SDK baseline on the large file and the small files (MB/s, files/s). */
+async function throughput(
+  target: Target,
+  keys: string[],
+): Promise<Record<string, string>> {
   const { storage, baseline } = target;
   const mb = SIZE / 1e6;
   const upAdapter = await timed(() =>
@@ -279,7 +311,6 @@ async function bench(target: Target): Promise<Record<string, string>> {
     if (await drain(await baseline.get("big/one.bin")) !== SIZE) throw new Error("short read");
   });
 
-  const keys = Array.from({ length: FILES }, (_, i) => `small/${String(i).padStart(5, "0")}.txt`);
   const body = (): ReadableStream<Uint8Array> => generated(SMALL);
   const smallUp = await timed(() =>
     pool(keys, PARALLEL, async (key) => {
@@ -298,13 +329,40 @@ async function bench(target: Target): Promise<Record<string, string>> {
   const smallDownBase = await timed(async () => {
     for (const key of keys) await drain(await baseline.get(key));
   });
+  return {
+    "up MB/s": `${fmt(mb / upAdapter)} (sdk ${fmt(mb / upBase)}, x${ratio(upBase, upAdapter)})`,
+    "down MB/s": `${fmt(mb / downAdapter)} (sdk ${fmt(mb / downBase)}, x${
+      ratio(downBase, downAdapter)
+    })`,
+    "small up files/s": `${fmt(FILES / smallUp)} (sdk ${fmt(FILES / smallUpBase)}, x${
+      ratio(smallUpBase, smallUp)
+    })`,
+    "small down files/s": `${fmt(FILES / smallDown)} (sdk ${fmt(FILES / smallDownBase)}, x${
+      ratio(smallDownBase, smallDown)
+    })`,
+  };
+}
 
-  // The transporter on the large file: download it (inputs), then upload it (outputs).
+/** Puts the large file and the small files in place without timing (`--transporter-only`). */
+async function seed(target: Target, keys: string[]): Promise<void> {
+  await target.storage.write(target.url("big/one.bin"), generated(SIZE), { size: SIZE });
+  await pool(keys, PARALLEL, async (key) => {
+    await target.storage.write(target.url(key), generated(SMALL), { size: SMALL });
+  });
+}
+
+/** The transporter on the large file, then on the small files as one DIRECTORY input/output. */
+async function transporter(target: Target): Promise<Record<string, string>> {
   const dir = await Deno.makeTempDir({ prefix: "bench-transporter-" });
-  let rss;
+  const row: Record<string, string> = {};
   try {
     await Deno.mkdir(`${dir}/state`);
-    const spec = {
+    const env = {
+      ...target.env,
+      PLANETARY_FILE_ALLOW_LIST: `${target.env.PLANETARY_FILE_ALLOW_LIST ?? "/nonexistent"}`,
+      ...EXTRA_ENV,
+    };
+    const big = {
       version: 1,
       taskId: "bench",
       inputs: [{ url: target.url("big/one.bin"), path: `${dir}/pod/one.bin`, type: "FILE" }],
@@ -312,34 +370,39 @@ async function bench(target: Target): Promise<Record<string, string>> {
       executors: [],
       tailBytes: 64,
     };
-    const env = {
-      ...target.env,
-      PLANETARY_FILE_ALLOW_LIST: `${target.env.PLANETARY_FILE_ALLOW_LIST ?? "/nonexistent"}`,
+    const mb = SIZE / 1e6;
+    const bigDown = await transporterPeak("inputs", big, dir, env);
+    const bigUp = await transporterPeak("outputs", big, dir, env);
+    row["transporter in"] = `${fmt(mb / bigDown.seconds)} MB/s, peak RSS ${
+      fmt(bigDown.peakMiB)
+    } MiB`;
+    row["transporter out"] = `${fmt(mb / bigUp.seconds)} MB/s, peak RSS ${fmt(bigUp.peakMiB)} MiB`;
+    await Deno.remove(`${dir}/pod`, { recursive: true });
+    const small = {
+      ...big,
+      inputs: [{ url: target.url("small"), path: `${dir}/pod/small`, type: "DIRECTORY" }],
+      outputs: [{ url: target.url("small-back"), path: `${dir}/pod/small`, type: "DIRECTORY" }],
     };
-    const down = await transporterPeak("inputs", spec, dir, env);
-    const up = await transporterPeak("outputs", spec, dir, env);
-    rss = { down, up };
+    const smallDown = await transporterPeak("inputs", small, dir, env);
+    const smallUp = await transporterPeak("outputs", small, dir, env);
+    row["transporter small in"] = `${fmt(FILES / smallDown.seconds)} files/s, peak RSS ${
+      fmt(smallDown.peakMiB)
+    } MiB`;
+    row["transporter small out"] = `${fmt(FILES / smallUp.seconds)} files/s, peak RSS ${
+      fmt(smallUp.peakMiB)
+    } MiB`;
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+  return row;
+}
 
-  return {
-    store: target.name,
-    "up MB/s": `${fmt(mb / upAdapter)} (sdk ${fmt(mb / upBase)}, x${
-      (upBase / upAdapter).toFixed(2)
-    })`,
-    "down MB/s": `${fmt(mb / downAdapter)} (sdk ${fmt(mb / downBase)}, x${
-      (downBase / downAdapter).toFixed(2)
-    })`,
-    "small up files/s": `${fmt(FILES / smallUp)} (sdk ${fmt(FILES / smallUpBase)}, x${
-      (smallUpBase / smallUp).toFixed(2)
-    })`,
-    "small down files/s": `${fmt(FILES / smallDown)} (sdk ${fmt(FILES / smallDownBase)}, x${
-      (smallDownBase / smallDown).toFixed(2)
-    })`,
-    "transporter in": `${fmt(mb / rss.down.seconds)} MB/s, peak RSS ${fmt(rss.down.peakMiB)} MiB`,
-    "transporter out": `${fmt(mb / rss.up.seconds)} MB/s, peak RSS ${fmt(rss.up.peakMiB)} MiB`,
-  };
+async function bench(target: Target): Promise<Record<string, string>> {
+  const keys = Array.from({ length: FILES }, (_, i) => `small/${String(i).padStart(5, "0")}.txt`);
+  let rates: Record<string, string> = {};
+  if (values["transporter-only"]) await seed(target, keys);
+  else rates = await throughput(target, keys);
+  return { store: target.name, ...rates, ...await transporter(target) };
 }
 
 const makers: Record<string, () => Promise<Target>> = {
@@ -352,7 +415,9 @@ const makers: Record<string, () => Promise<Target>> = {
 console.log(
   `storage bench: ${
     SIZE / MIB
-  } MiB file, ${FILES} x ${SMALL} B files, adapter parallelism ${PARALLEL} for small files (sdk baseline: sequential)`,
+  } MiB file, ${FILES} x ${SMALL} B files, adapter parallelism ${PARALLEL} for small files (sdk baseline: sequential)${
+    values.env.length > 0 ? `, env ${values.env.join(" ")}` : ""
+  }, transporter ${V8_FLAGS.join(" ") || "without V8 flags"}`,
 );
 const rows: Record<string, string>[] = [];
 for (const name of values.stores.split(",")) {

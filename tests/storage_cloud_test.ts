@@ -9,7 +9,8 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import { crc32 as zlibCrc32 } from "node:zlib";
+import { CreateBucketCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { Storage as GcsSdk } from "@google-cloud/storage";
 import {
@@ -24,7 +25,7 @@ import {
 } from "../src/storage/mod.ts";
 import { cloudStorageFromEnv } from "../src/storage/cloud_storage_from_env.ts";
 import { REPORT_PREFIX, type TransferReport, type TransferSpec } from "../src/pod/layout.ts";
-import { TRANSPORTER_PERMISSIONS } from "../transporter/main.ts";
+import { TRANSPORTER_PERMISSIONS, TRANSPORTER_V8_FLAGS } from "../transporter/main.ts";
 import { resolveServeOptions } from "../src/server/serve_config.ts";
 import { startServer } from "../src/server/start_server.ts";
 import { requireComponent } from "./_harness/component.ts";
@@ -49,8 +50,11 @@ interface Store {
   dir(name: string): string;
   /** Storage with a wrong secret, and that secret (absent when the store has no auth). */
   wrongCredentials?: { storage: Storage; secret: string };
-  /** Storage whose requests go through `proxy` (absent when there is no network). */
-  throughProxy?: (proxyEndpoint: string) => Storage;
+  /**
+   * Storage whose requests go through `proxy` (absent when there is no network), reading
+   * objects above `rangedReadThreshold` by parallel ranges.
+   */
+  throughProxy?: (proxyEndpoint: string, rangedReadThreshold?: number) => Storage;
   /** The emulator behind, if any. */
   emulator?: Emulator;
 }
@@ -151,6 +155,87 @@ function faultyProxy(target: string, failures: number): {
     forwarded: () => forwarded,
     close: () => server.shutdown(),
   };
+}
+
+/**
+ * A loopback HTTP proxy in front of an emulator that flips one byte (at offset 1,000) of every
+ * response body longer than 64 KiB, the way a faulty network path or disk would: object data
+ * arrives damaged while listings and metadata are untouched.
+ */
+function corruptingProxy(target: string): {
+  endpoint: string;
+  corrupted: () => number;
+  close: () => Promise<void>;
+} {
+  let corrupted = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const url = new URL(req.url);
+    const headers = new Headers(req.headers);
+    headers.delete("host");
+    const response = await fetch(`${target}${url.pathname}${url.search}`, {
+      method: req.method,
+      headers,
+      body: req.body,
+      redirect: "manual",
+    });
+    const length = Number(response.headers.get("content-length") ?? "0");
+    if (req.method !== "GET" || response.body === null || length <= 64 * 1024) {
+      return new Response(response.body, { status: response.status, headers: response.headers });
+    }
+    corrupted++;
+    let offset = 0;
+    const flip = new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        if (offset <= 1000 && 1000 < offset + chunk.byteLength) {
+          chunk = chunk.slice();
+          chunk[1000 - offset] = chunk[1000 - offset]! ^ 0xff;
+        }
+        offset += chunk.byteLength;
+        controller.enqueue(chunk);
+      },
+    });
+    return new Response(response.body.pipeThrough(flip), {
+      status: response.status,
+      headers: response.headers,
+    });
+  });
+  return {
+    endpoint: `http://127.0.0.1:${server.addr.port}`,
+    corrupted: () => corrupted,
+    close: () => server.shutdown(),
+  };
+}
+
+/**
+ * Reads `url` through a corrupting proxy, once by one stream and once by parallel ranges, and
+ * expects both to fail with an integrity error instead of ending cleanly.
+ */
+async function assertCorruptionDetected(
+  target: string,
+  makeStorage: (proxyEndpoint: string, rangedReadThreshold?: number) => Storage,
+  url: string,
+): Promise<void> {
+  const proxy = corruptingProxy(target);
+  try {
+    for (const threshold of [Infinity, 4 * MIB]) {
+      const before = proxy.corrupted();
+      const storage = makeStorage(proxy.endpoint, threshold);
+      await assert.rejects(
+        (async () => {
+          for await (const _ of await storage.read(url)) { /* drain */ }
+        })(),
+        (error) => {
+          assert.ok(error instanceof StorageError, `threshold ${threshold}: ${error}`);
+          assert.match(error.message, /integrity|checksum|mismatch|did not match/i);
+          return true;
+        },
+        `a damaged download (ranged reads above ${threshold} bytes) must not end cleanly`,
+      );
+      assert.ok(proxy.corrupted() > before, "the proxy damaged the object's bytes");
+    }
+  } finally {
+    await proxy.close();
+  }
 }
 
 // --- the conformance suite -------------------------------------------------------------
@@ -305,6 +390,12 @@ async function conformance(t: Deno.TestContext, store: Store): Promise<void> {
 
   if (store.throughProxy !== undefined) {
     const makeStorage = store.throughProxy;
+    await t.step(`${store.name}: read() fails on bytes damaged in transit`, async () => {
+      const url = `${store.dir("damaged")}/damaged.bin`;
+      await storage.write(url, generated(9 * MIB + 7, 3), { size: 9 * MIB + 7 });
+      await assertCorruptionDetected(store.emulator!.endpoint, makeStorage, url);
+    });
+
     await t.step(`${store.name}: 503 and 429 answers are retried until success`, async () => {
       const proxy = faultyProxy(store.emulator!.endpoint, 4);
       try {
@@ -390,6 +481,45 @@ Deno.test({
         }
       });
       await t.step(
+        "s3: a multipart upload keeps a full-object CRC32 of what was sent",
+        async () => {
+          const s3 = new S3Storage({ endpoint, forcePathStyle: true, credentials });
+          const size = 20 * MIB + 5; // three 8 MiB parts (the last chunk must hold its 4-byte index)
+          let crc = 0;
+          const tap = new TransformStream<Uint8Array, Uint8Array>({
+            transform(chunk, controller) {
+              crc = zlibCrc32(chunk, crc);
+              controller.enqueue(chunk);
+            },
+          });
+          await s3.write("s3://retries/crc.bin", generated(size, 4).pipeThrough(tap), { size });
+          const head = await new S3Client({
+            region: "us-east-1",
+            endpoint,
+            forcePathStyle: true,
+            credentials,
+          }).send(
+            new HeadObjectCommand({ Bucket: "retries", Key: "crc.bin", ChecksumMode: "ENABLED" }),
+          );
+          const expected = new Uint8Array(4);
+          new DataView(expected.buffer).setUint32(0, crc);
+          assert.equal(head.ChecksumType, "FULL_OBJECT");
+          assert.equal(head.ChecksumCRC32, btoa(String.fromCharCode(...expected)));
+          assert.match(head.ETag ?? "", /-3"?$/, "three parts");
+          await assertCorruptionDetected(
+            endpoint,
+            (proxied, rangedReadThreshold) =>
+              new S3Storage({
+                endpoint: proxied,
+                forcePathStyle: true,
+                credentials,
+                ...(rangedReadThreshold === undefined ? {} : { rangedReadThreshold }),
+              }),
+            "s3://retries/crc.bin",
+          );
+        },
+      );
+      await t.step(
         "cloudStorageFromEnv() wires GCS HMAC keys as s3:// with a custom endpoint",
         async () => {
           // The path documented for GCS HMAC keys (endpoint https://storage.googleapis.com),
@@ -440,10 +570,11 @@ Deno.test({
           }),
           secret: wrongKey,
         },
-        throughProxy: (endpoint) =>
+        throughProxy: (endpoint, rangedReadThreshold) =>
           new AzureBlobStorage({
             connectionString: azuriteConnectionString(endpoint),
             retry: { initialDelayMs: 10 },
+            ...(rangedReadThreshold === undefined ? {} : { rangedReadThreshold }),
           }),
         emulator: azurite,
       });
@@ -466,8 +597,12 @@ Deno.test({
         name: "gcs",
         storage: new GcsStorage({ apiEndpoint: gcs.endpoint, rangedReadThreshold: 16 * MIB }),
         dir: (name) => `gs://conformance/${unique(name)}`,
-        throughProxy: (endpoint) =>
-          new GcsStorage({ apiEndpoint: endpoint, maxRetryDelayMs: 1000 }),
+        throughProxy: (endpoint, rangedReadThreshold) =>
+          new GcsStorage({
+            apiEndpoint: endpoint,
+            maxRetryDelayMs: 1000,
+            ...(rangedReadThreshold === undefined ? {} : { rangedReadThreshold }),
+          }),
         emulator: gcs,
       });
       // fake-gcs-server does not check credentials, so a hand-written fake answers the 403
@@ -514,7 +649,7 @@ async function transporter(
   const specPath = `${root}/spec-${mode}.json`;
   await Deno.writeTextFile(specPath, JSON.stringify(spec));
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...TRANSPORTER_PERMISSIONS, MAIN, mode, specPath],
+    args: ["run", ...TRANSPORTER_V8_FLAGS, ...TRANSPORTER_PERMISSIONS, MAIN, mode, specPath],
     cwd: REPO,
     env: {
       PLANETARY_STATE_DIR: `${root}/state`,
@@ -553,6 +688,8 @@ Deno.test({
         AWS_REGION: "us-east-1",
         AZURE_STORAGE_CONNECTION_STRING: connectionString,
         PLANETARY_GCS_ENDPOINT: gcs.endpoint,
+        // big.bin (20 MiB) is then downloaded by parallel ranges, checked by its CRC32.
+        PLANETARY_STORAGE_RANGED_READ_MIB: "8",
       };
       const { adapters } = cloudStorageFromEnv((name) => env[name]);
       await new S3Client({
@@ -596,6 +733,15 @@ Deno.test({
         await Deno.readTextFile(`${root}/pod/in/reads/lane 2/r2.fastq`),
         tree["reads/lane 2/r2.fastq"],
       );
+      const sent = hashing();
+      for await (const _ of generated(20 * MIB, 2).pipeThrough(sent.stream)) { /* hash */ }
+      const got = hashing();
+      for await (
+        const _ of (await Deno.open(`${root}/pod/in/big.bin`)).readable.pipeThrough(got.stream)
+      ) {
+        /* hash */
+      }
+      assert.equal(got.hex(), sent.hex(), "big.bin arrived intact through ranged reads");
       const outputs = await transporter("outputs", spec, root, env);
       assert.equal(outputs.code, 0, outputs.stderr);
       const line = outputs.stdout.split("\n").find((l) => l.startsWith(REPORT_PREFIX))!;

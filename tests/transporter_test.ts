@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { REPORT_PREFIX, type TransferReport, type TransferSpec } from "../src/pod/layout.ts";
-import { TRANSPORTER_PERMISSIONS } from "../transporter/main.ts";
+import { TRANSPORTER_PERMISSIONS, TRANSPORTER_V8_FLAGS } from "../transporter/main.ts";
 
 const MAIN = new URL("../transporter/main.ts", import.meta.url).pathname;
 const REPO = new URL("..", import.meta.url).pathname;
@@ -83,7 +83,7 @@ async function runTransporter(
   const specPath = `${sandbox.root}/spec-${mode}.json`;
   await Deno.writeTextFile(specPath, JSON.stringify(spec));
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...TRANSPORTER_PERMISSIONS, MAIN, mode, specPath],
+    args: ["run", ...TRANSPORTER_V8_FLAGS, ...TRANSPORTER_PERMISSIONS, MAIN, mode, specPath],
     cwd: REPO,
     env: {
       PLANETARY_STATE_DIR: sandbox.state,
@@ -160,6 +160,15 @@ Deno.test("TRANSPORTER_PERMISSIONS grants no run permission and no -A", () => {
     "--allow-net",
     "--allow-env",
   ]);
+});
+
+Deno.test("deno.json compile:transporter bakes in exactly TRANSPORTER_V8_FLAGS", async () => {
+  const config = JSON.parse(await Deno.readTextFile(`${REPO}/deno.json`)) as {
+    tasks: Record<string, string>;
+  };
+  const words = config.tasks["compile:transporter"]?.split(/\s+/) ?? [];
+  assert.deepEqual(words.filter((w) => w.startsWith("--v8-flags")), [...TRANSPORTER_V8_FLAGS]);
+  assert.deepEqual(TRANSPORTER_V8_FLAGS, ["--v8-flags=--optimize-for-size"]);
 });
 
 Deno.test("transporter inputs downloads content, file, http and directory inputs", async () => {
@@ -401,7 +410,7 @@ Deno.test("transporter outputs prints a report line even for an unreadable spec"
     const specPath = `${s.root}/broken.json`;
     await Deno.writeTextFile(specPath, "{ not json");
     const output = await new Deno.Command(Deno.execPath(), {
-      args: ["run", ...TRANSPORTER_PERMISSIONS, MAIN, "outputs", specPath],
+      args: ["run", ...TRANSPORTER_V8_FLAGS, ...TRANSPORTER_PERMISSIONS, MAIN, "outputs", specPath],
       env: { PLANETARY_TERMINATION_LOG: s.terminationLog, PLANETARY_STATE_DIR: s.state },
       stdout: "piped",
       stderr: "piped",

@@ -6,6 +6,7 @@
 import type { TransferInput, TransferSpec } from "../src/pod/layout.ts";
 import { redactUrl, type StorageConfig, StorageError, storageForUrl } from "../src/storage/mod.ts";
 import { runBounded } from "./pool.ts";
+import type { TransferProgress } from "./progress.ts";
 import { describeError, TransferError } from "./transfer_error.ts";
 
 /** Options of {@linkcode downloadInputs}. */
@@ -14,6 +15,8 @@ export interface DownloadInputsOptions {
   config?: StorageConfig;
   /** How many files are downloaded at once. @default {4} */
   parallelism?: number;
+  /** Counts the bytes and writes progress lines. @default {undefined} (silent) */
+  progress?: TransferProgress;
 }
 
 /** What a transfer moved. */
@@ -92,7 +95,7 @@ export async function downloadInputs(
   spec: TransferSpec,
   options: DownloadInputsOptions = {},
 ): Promise<TransferStats> {
-  const { config = {}, parallelism = 4 } = options;
+  const { config = {}, parallelism = 4, progress } = options;
   const jobs: Job[] = [];
   for (const [index, input] of spec.inputs.entries()) {
     try {
@@ -122,6 +125,7 @@ export async function downloadInputs(
   }
 
   let failed = false;
+  progress?.plan(jobs.length);
   const results = await runBounded(jobs, parallelism, async (job) => {
     if (failed) throw new Error("skipped after an earlier failure");
     try {
@@ -130,11 +134,17 @@ export async function downloadInputs(
         const slash = job.destination.lastIndexOf("/");
         if (slash > 0) await Deno.mkdir(job.destination.slice(0, slash), { recursive: true });
         await Deno.writeFile(job.destination, bytes);
+        progress?.fileDone(`inline content -> ${job.destination}`, bytes.length, false);
         return bytes.length;
       }
       const url = job.url!;
       const stream = await storageForUrl(url, config).read(url);
-      return await writeStream(job.destination, stream);
+      const size = await writeStream(
+        job.destination,
+        progress === undefined ? stream : progress.count(stream),
+      );
+      progress?.fileDone(url, size);
+      return size;
     } catch (error) {
       failed = true;
       const where = job.url !== undefined && job.url !== job.input.url

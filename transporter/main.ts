@@ -2,8 +2,8 @@
  * The transporter: the program that runs INSIDE a task pod.
  *
  * ```sh
- * deno run --allow-read --allow-write --allow-net --allow-env transporter/main.ts inputs  /planetary/spec/transfer.json
- * deno run --allow-read --allow-write --allow-net --allow-env transporter/main.ts outputs /planetary/spec/transfer.json
+ * deno run --v8-flags=--optimize-for-size --allow-read --allow-write --allow-net --allow-env transporter/main.ts inputs  /planetary/spec/transfer.json
+ * deno run --v8-flags=--optimize-for-size --allow-read --allow-write --allow-net --allow-env transporter/main.ts outputs /planetary/spec/transfer.json
  * ```
  *
  * - `inputs` downloads every input; on failure prints the reason to stderr, writes it to the
@@ -11,6 +11,9 @@
  * - `outputs` reads what the executors did from the state directory, uploads every output
  *   (also after an executor failure), prints exactly one line `PLANETARY_REPORT {json}` to
  *   stdout, and exits 1 when any upload failed.
+ * - Both log progress to stderr (see `TransferProgress`): a line per finished file while there
+ *   are at most 50 (or for any file of 64 MiB or more), running totals every 10 s, and a summary
+ *   (files, bytes, MB/s) at the end.
  *
  * Environment: `PLANETARY_STATE_DIR` (overrides the state directory),
  * `PLANETARY_TERMINATION_LOG` (default `/dev/termination-log`), `PLANETARY_FILE_ALLOW_LIST`
@@ -27,6 +30,7 @@ import {
 } from "../src/pod/layout.ts";
 import { downloadInputs } from "./inputs.ts";
 import { uploadOutputs } from "./outputs.ts";
+import { TransferProgress } from "./progress.ts";
 import { buildExecutorReports } from "./report.ts";
 import { storageConfigFromEnv } from "./storage_config.ts";
 import { writeTerminationMessage } from "./termination.ts";
@@ -38,6 +42,23 @@ export const TRANSPORTER_PERMISSIONS: readonly string[] = Object.freeze([
   "--allow-write",
   "--allow-net",
   "--allow-env",
+]);
+
+/**
+ * The V8 flags the transporter runs with, under `deno run` (also in `src/server/execution.ts`)
+ * and baked in by `deno compile` (deno.json `compile:transporter`). `--optimize-for-size` makes
+ * V8 collect garbage sooner: the network chunks and part buffers of a transfer die young, and
+ * with V8's defaults 70–150 MiB of dead ones piled up before a collection, which put the
+ * transporter above its 200 MiB budget (bench/README.md, `bench/storage.ts`). It costs some CPU.
+ *
+ * @example Usage
+ * ```ts
+ * import { TRANSPORTER_PERMISSIONS, TRANSPORTER_V8_FLAGS } from "./main.ts";
+ * ["deno", "run", ...TRANSPORTER_V8_FLAGS, ...TRANSPORTER_PERMISSIONS, "transporter/main.ts"];
+ * ```
+ */
+export const TRANSPORTER_V8_FLAGS: readonly string[] = Object.freeze([
+  "--v8-flags=--optimize-for-size",
 ]);
 
 const USAGE = "usage: transporter/main.ts inputs|outputs <spec.json>";
@@ -81,8 +102,13 @@ async function runInputs(specPath: string): Promise<number> {
   const startedAt = performance.now();
   try {
     const spec = await readTransferSpec(specPath);
-    const stats = await downloadInputs(spec, { config: storageConfigFromEnv() });
-    log(summary("inputs", stats.files, stats.bytes, startedAt));
+    const progress = new TransferProgress({ mode: "inputs", log });
+    try {
+      const stats = await downloadInputs(spec, { config: storageConfigFromEnv(), progress });
+      log(summary("inputs", stats.files, stats.bytes, startedAt));
+    } finally {
+      progress.stop();
+    }
     return 0;
   } catch (error) {
     const reason = `downloading inputs failed: ${describeError(error)}`;
@@ -100,7 +126,9 @@ async function runOutputs(specPath: string): Promise<number> {
     const spec = await readTransferSpec(specPath);
     const stateDir = Deno.env.get("PLANETARY_STATE_DIR") ?? STATE_DIR;
     report.executors = await buildExecutorReports(spec, stateDir);
-    const result = await uploadOutputs(spec, { config: storageConfigFromEnv() });
+    const progress = new TransferProgress({ mode: "outputs", log });
+    const result = await uploadOutputs(spec, { config: storageConfigFromEnv(), progress })
+      .finally(() => progress.stop());
     report.outputs = result.outputs;
     log(summary("outputs", result.outputs.length, result.bytes, startedAt));
     if (result.errors.length > 0) {

@@ -6,6 +6,7 @@
 import type { TransferOutput, TransferReport, TransferSpec } from "../src/pod/layout.ts";
 import { joinUrl, redactUrl, type StorageConfig, storageForUrl } from "../src/storage/mod.ts";
 import { runBounded } from "./pool.ts";
+import type { TransferProgress } from "./progress.ts";
 import { describeError } from "./transfer_error.ts";
 import { expandWildcard, hasWildcard, literalPrefix } from "./wildcard.ts";
 
@@ -15,6 +16,8 @@ export interface UploadOutputsOptions {
   config?: StorageConfig;
   /** How many files are uploaded at once. @default {4} */
   parallelism?: number;
+  /** Counts the bytes and writes progress lines. @default {undefined} (silent) */
+  progress?: TransferProgress;
 }
 
 /** What {@linkcode uploadOutputs} did. */
@@ -127,7 +130,7 @@ export async function uploadOutputs(
   spec: TransferSpec,
   options: UploadOutputsOptions = {},
 ): Promise<UploadOutputsResult> {
-  const { config = {}, parallelism = 4 } = options;
+  const { config = {}, parallelism = 4, progress } = options;
   const errors: { index: number; message: string }[] = [];
   const jobs: Job[] = [];
   for (const [index, output] of spec.outputs.entries()) {
@@ -140,6 +143,7 @@ export async function uploadOutputs(
       });
     }
   }
+  progress?.plan(jobs.length);
   const results = await runBounded(jobs, parallelism, async (job) => {
     const file = await Deno.open(job.path, { read: true });
     let size: number;
@@ -149,7 +153,10 @@ export async function uploadOutputs(
       file.close();
       throw error;
     }
-    return await storageForUrl(job.url, config).write(job.url, file.readable, { size });
+    const stream = progress === undefined ? file.readable : progress.count(file.readable);
+    const written = await storageForUrl(job.url, config).write(job.url, stream, { size });
+    progress?.fileDone(job.url, written.size);
+    return written;
   });
   const outputs: TransferReport["outputs"] = [];
   let bytes = 0;

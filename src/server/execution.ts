@@ -25,8 +25,14 @@ const HOST_FILES_ROOT = "/planetary/host";
 const CONTAINER_SOURCE_DIR = "/planetary/source";
 const CONTAINER_DENO_DIR = "/planetary/deno";
 
-/** The permission flags the transporter runs with under `deno run` (see transporter/main.ts). */
-const TRANSPORTER_FLAGS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env"];
+/** The V8 and permission flags the transporter runs with under `deno run` (see transporter/main.ts). */
+const TRANSPORTER_FLAGS = [
+  "--v8-flags=--optimize-for-size",
+  "--allow-read",
+  "--allow-write",
+  "--allow-net",
+  "--allow-env",
+];
 
 /** Options of {@linkcode startExecution}. */
 export interface ExecutionOptions {

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { chunkedUpload } from "./_chunked_upload.ts";
-import { rangedRead } from "./_ranged_read.ts";
 
 function streamOf(chunks: number[]): ReadableStream<Uint8Array> {
   let i = 0;
@@ -32,6 +31,67 @@ Deno.test("chunkedUpload() cuts a stream into full parts with bounded parallelis
   assert.ok(maxInFlight <= 2);
 });
 
+Deno.test("chunkedUpload() sizes part buffers to a known, shorter stream", async () => {
+  const buffers: number[] = [];
+  const result = await chunkedUpload(streamOf([3, 2]), {
+    partSize: 8 * 1024 * 1024,
+    concurrency: 2,
+    size: 5,
+    uploadPart: (_, bytes) => {
+      buffers.push(bytes.buffer.byteLength);
+      return Promise.resolve();
+    },
+  });
+  assert.deepEqual(result, { parts: 1, bytes: 5 });
+  assert.deepEqual(buffers, [5], "a 5-byte upload allocates 5 bytes, not a whole part");
+  const tail: number[] = [];
+  await chunkedUpload(streamOf([4, 4, 2]), {
+    partSize: 4,
+    concurrency: 1,
+    size: 10,
+    uploadPart: (_, bytes) => {
+      tail.push(bytes.buffer.byteLength);
+      return Promise.resolve();
+    },
+  });
+  assert.deepEqual(tail, [4, 4, 2], "the last buffer holds only the remainder");
+});
+
+Deno.test("chunkedUpload() marks only the final part last, once the stream ended", async () => {
+  let ended = false;
+  const source = streamOf([4, 4]);
+  const reader = source.getReader();
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(c) {
+      const { done, value } = await reader.read();
+      if (done) {
+        ended = true;
+        c.close();
+      } else c.enqueue(value);
+    },
+  });
+  const seen: [number, number, boolean, boolean][] = [];
+  await chunkedUpload(stream, {
+    partSize: 4,
+    concurrency: 2,
+    uploadPart: (index, bytes, last) => {
+      seen.push([index, bytes.byteLength, last, ended]);
+      return Promise.resolve();
+    },
+  });
+  assert.deepEqual(seen, [[0, 4, false, false], [1, 4, true, true]]);
+  const empty: [number, boolean][] = [];
+  await chunkedUpload(streamOf([]), {
+    partSize: 4,
+    concurrency: 2,
+    uploadPart: (_, bytes, last) => {
+      empty.push([bytes.byteLength, last]);
+      return Promise.resolve();
+    },
+  });
+  assert.deepEqual(empty, [[0, true]], "an empty stream is one empty, last part");
+});
+
 Deno.test("chunkedUpload() stops and rethrows the first part failure", async () => {
   await assert.rejects(
     chunkedUpload(streamOf([16, 16, 16]), {
@@ -41,24 +101,4 @@ Deno.test("chunkedUpload() stops and rethrows the first part failure", async () 
     }),
     /part 1/,
   );
-});
-
-Deno.test("rangedRead() yields ranges in order whatever order they complete in", async () => {
-  const data = new Uint8Array(10).map((_, i) => i);
-  const pending: { offset: number; count: number; resolve: (b: Uint8Array) => void }[] = [];
-  const stream = rangedRead({
-    size: 10,
-    rangeSize: 3,
-    concurrency: 4,
-    fetchRange: (offset, count) => {
-      const { promise, resolve } = Promise.withResolvers<Uint8Array>();
-      pending.push({ offset, count, resolve });
-      return promise;
-    },
-  });
-  const body = new Response(stream).arrayBuffer();
-  await Promise.resolve(); // let the first pull start all four ranges
-  assert.deepEqual(pending.map((p) => p.offset), [0, 3, 6, 9]);
-  for (const p of [...pending].reverse()) p.resolve(data.slice(p.offset, p.offset + p.count));
-  assert.deepEqual(new Uint8Array(await body), data);
 });

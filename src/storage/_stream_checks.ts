@@ -6,6 +6,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import { crc32 } from "node:zlib";
 import { StorageError } from "./storage_error.ts";
 
 /** Counts the bytes through a stream. */
@@ -101,6 +102,124 @@ export function verifyMd5(
       if (toHex(actual) !== toHex(expected)) {
         throw new StorageError(
           `integrity check failed: MD5 ${toHex(actual)} differs from the stored ${toHex(expected)}`,
+          { code: "IO_ERROR", url },
+        );
+      }
+    },
+  });
+}
+
+/** A running CRC32 over the bytes through a stream. */
+export interface Crc32Tap {
+  /** The transform to pipe through. */
+  stream: TransformStream<Uint8Array, Uint8Array>;
+  /** The CRC32 so far (of everything, once the stream has ended). */
+  value(): number;
+}
+
+/**
+ * A pass-through computing the CRC32 (the one S3 calls `CRC32`) of everything that flows
+ * through it, natively (`node:zlib`).
+ *
+ * @returns The transform and the value reader.
+ */
+export function crc32Tap(): Crc32Tap {
+  let value = 0;
+  const stream = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      value = crc32(chunk, value);
+      controller.enqueue(chunk);
+    },
+  });
+  return { stream, value: () => value };
+}
+
+/**
+ * A CRC32 as S3 writes it: the 4 big-endian bytes in base64.
+ *
+ * @param value A CRC32.
+ * @returns Its base64 form, e.g. `"NhCmhg=="` for the CRC32 of `"hello"`.
+ */
+export function crc32Base64(value: number): string {
+  const bytes = new Uint8Array(4);
+  new DataView(bytes.buffer).setUint32(0, value >>> 0);
+  return btoa(String.fromCharCode(...bytes));
+}
+
+/**
+ * The CRC32 of some bytes in S3's base64 form.
+ *
+ * @param bytes Any bytes.
+ * @returns The base64 of their CRC32.
+ */
+export function crc32Of(bytes: Uint8Array): string {
+  return crc32Base64(crc32(bytes, 0));
+}
+
+/**
+ * A pass-through that computes the CRC32 of the stream and errors it at the end when it is not
+ * `expected` (S3's base64 form of a whole-object CRC32).
+ *
+ * @param expected The CRC32 the store recorded for the whole object, in base64.
+ * @param url The URL, for the error.
+ * @returns The transform.
+ */
+export function verifyCrc32(
+  expected: string,
+  url: string,
+): TransformStream<Uint8Array, Uint8Array> {
+  let value = 0;
+  return new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      value = crc32(chunk, value);
+      controller.enqueue(chunk);
+    },
+    flush() {
+      const actual = crc32Base64(value);
+      if (actual !== expected) {
+        throw new StorageError(
+          `integrity check failed: CRC32 ${actual} differs from the stored ${expected}`,
+          { code: "IO_ERROR", url },
+        );
+      }
+    },
+  });
+}
+
+/** A running digest that prints itself the way the store records it (e.g. base64). */
+export interface StreamDigest {
+  /** Adds bytes. */
+  update(bytes: Uint8Array): unknown;
+  /** The digest so far, in the store's notation. */
+  toString(): string;
+}
+
+/**
+ * A pass-through that feeds `digest` and errors the stream at its end when the digest is not
+ * `expected`.
+ *
+ * @param digest A fresh digest (e.g. the GCS SDK's `CRC32C`).
+ * @param expected The value the store recorded, in the digest's notation.
+ * @param name The digest's name, for the error.
+ * @param url The URL, for the error.
+ * @returns The transform.
+ */
+export function verifyDigest(
+  digest: StreamDigest,
+  expected: string,
+  name: string,
+  url: string,
+): TransformStream<Uint8Array, Uint8Array> {
+  return new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      digest.update(chunk);
+      controller.enqueue(chunk);
+    },
+    flush() {
+      const actual = digest.toString();
+      if (actual !== expected) {
+        throw new StorageError(
+          `integrity check failed: ${name} ${actual} differs from the stored ${expected}`,
           { code: "IO_ERROR", url },
         );
       }

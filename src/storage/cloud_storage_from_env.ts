@@ -9,7 +9,8 @@
  * | GCS (`gs://`, `https://storage.googleapis.com`) | `PLANETARY_GCS_ENDPOINT`, `GOOGLE_APPLICATION_CREDENTIALS`, or `PLANETARY_GCS=true` (ADC / workload identity) | `GOOGLE_CLOUD_PROJECT` |
  *
  * `PLANETARY_STORAGE_RANGED_READ_MIB` (all three): objects above this many MiB are downloaded by
- * parallel ranged requests (default: one stream).
+ * parallel ranged requests (8 MiB ranges, 3 at once); `off` downloads every object as one
+ * stream. Default 64.
  *
  * GCS with HMAC keys: use `s3://bucket/key` URLs with `PLANETARY_S3_ENDPOINT=https://storage.googleapis.com`,
  * `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` = the HMAC key (checksums then default to
@@ -21,6 +22,7 @@ import type { Storage } from "./storage.ts";
 import { S3Storage, type S3StorageOptions } from "./s3/s3_storage.ts";
 import { AzureBlobStorage, type AzureBlobStorageOptions } from "./azure/azure_blob_storage.ts";
 import { GcsStorage, type GcsStorageOptions } from "./gcs/gcs_storage.ts";
+import { parseRangedReadMib } from "./_transfer_plan.ts";
 
 /** What {@linkcode cloudStorageFromEnv} found. */
 export interface CloudStorageSetup {
@@ -57,10 +59,8 @@ export function cloudStorageFromEnv(
     return value === undefined || value === "" ? undefined : value;
   };
   const setup: CloudStorageSetup = { adapters: {}, schemes: [], prefixes: [] };
-  const rangedMib = Number(get("PLANETARY_STORAGE_RANGED_READ_MIB") ?? "NaN");
-  const ranged = Number.isFinite(rangedMib) && rangedMib >= 0
-    ? { rangedReadThreshold: rangedMib * 1024 * 1024 }
-    : {};
+  const threshold = parseRangedReadMib(get("PLANETARY_STORAGE_RANGED_READ_MIB"));
+  const ranged = threshold === undefined ? {} : { rangedReadThreshold: threshold };
 
   const s3Endpoint = get("PLANETARY_S3_ENDPOINT");
   const s3On = s3Endpoint !== undefined || truthy(get("PLANETARY_S3")) ||

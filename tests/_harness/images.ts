@@ -32,6 +32,8 @@ export interface ImageBinary {
   entry: string;
   /** The permission flags the task compiles in (`--allow-net`, …), in its order. */
   permissions: string[];
+  /** The `--v8-flags=…` the task compiles in (none, or the transporter's). */
+  v8Flags: string[];
 }
 
 /** One image (a final target of the Dockerfile). */
@@ -113,14 +115,14 @@ function resolvePath(dir: string, path: string): string {
  *
  * @param task The task name.
  * @param command Its command line.
- * @returns The output file, the entry and the permission flags.
+ * @returns The output file, the entry, the permission flags and the V8 flags.
  * @throws {Error} On another shape or a flag that is not a permission flag, so that a new
  * compile option cannot be silently left out of the `deno run` stand-in.
  */
 export function parseCompileTask(
   task: string,
   command: string,
-): { output: string; entry: string; permissions: string[] } {
+): { output: string; entry: string; permissions: string[]; v8Flags: string[] } {
   const words = command.trim().split(/\s+/);
   if (words[0] !== "deno" || words[1] !== "compile" || words.length < 5) {
     throw new Error(`deno.json task ${task}: expected "deno compile … --output FILE ENTRY"`);
@@ -128,11 +130,13 @@ export function parseCompileTask(
   const entry = words.at(-1)!;
   let output: string | undefined;
   const permissions: string[] = [];
+  const v8Flags: string[] = [];
   for (let i = 2; i < words.length - 1; i++) {
     const word = words[i]!;
     if (word === "--output" || word === "-o") output = words[++i];
     else if (word.startsWith("--output=")) output = word.slice("--output=".length);
     else if (/^--(allow|deny)-[a-z-]+(=.*)?$/.test(word)) permissions.push(word);
+    else if (/^--v8-flags=\S+$/.test(word)) v8Flags.push(word); // deno run takes it as is
     else {
       throw new Error(
         `deno.json task ${task}: the flag "${word}" is no permission flag; teach ` +
@@ -141,7 +145,7 @@ export function parseCompileTask(
     }
   }
   if (!output) throw new Error(`deno.json task ${task}: no --output`);
-  return { output, entry, permissions };
+  return { output, entry, permissions, v8Flags };
 }
 
 /**
@@ -254,7 +258,13 @@ export function loadImageCatalog(repo: string = REPO): ImageCatalog {
         if (!task.startsWith("compile:") || command === undefined) continue;
         const compiled = parseCompileTask(task, command);
         if (resolvePath(builder.workingDir, compiled.output) !== fromPath) continue;
-        binaries.push({ path, task, entry: compiled.entry, permissions: compiled.permissions });
+        binaries.push({
+          path,
+          task,
+          entry: compiled.entry,
+          permissions: compiled.permissions,
+          v8Flags: compiled.v8Flags,
+        });
       }
     }
     images.push({
@@ -326,6 +336,7 @@ export function denoRunCommand(
     "run",
     "--config",
     `${sourceDir}/deno.json`,
+    ...binary.v8Flags,
     ...binary.permissions,
     `${sourceDir}/${binary.entry}`,
     ...argv.slice(1),

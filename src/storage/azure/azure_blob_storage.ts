@@ -10,6 +10,7 @@ import type {
   StoragePipelineOptions,
 } from "@azure/storage-blob";
 import { createHash } from "node:crypto";
+import { Buffer } from "node:buffer";
 import { Readable } from "node:stream";
 import type {
   Storage,
@@ -24,6 +25,7 @@ import { toStorageError } from "../_cloud_error.ts";
 import { byteCounter, mapStreamErrors, md5Tap, verifyMd5 } from "../_stream_checks.ts";
 import { rangedRead } from "../_ranged_read.ts";
 import { chunkedUpload } from "../_chunked_upload.ts";
+import { DEFAULT_RANGED_READ_THRESHOLD, type PartPlan, partPlan } from "../_transfer_plan.ts";
 import { withRetry } from "../_retry.ts";
 import { guardOsRelease } from "../_os_release_guard.ts";
 
@@ -52,16 +54,21 @@ export interface AzureBlobStorageOptions {
   sasToken?: string;
   /** Blob service endpoint suffix. @default {"blob.core.windows.net"} */
   endpointSuffix?: string;
-  /** Bytes per staged block (and per downloaded range). @default {8388608} */
+  /**
+   * Bytes per staged block (and per downloaded range); grown to whole MiB when a blob would
+   * need more than Azure's 50,000 blocks.
+   * @default {8388608}
+   */
   blockSize?: number;
-  /** Blocks uploaded (and ranges downloaded) at once. @default {4} */
+  /**
+   * Blocks uploaded (and ranges downloaded) at once.
+   * @default as many as fit, with the one being filled, in 32 MiB (3 for 8 MiB blocks), at most 4
+   */
   concurrency?: number;
   /**
-   * Objects larger than this are read by `concurrency` parallel ranged requests instead of one
-   * stream. Off by default: against every emulator measured here one stream was faster (moto's
-   * ranged GET even costs O(object size) per request); turn it on (e.g. 64 MiB) where the
-   * store serves parallel ranges faster, as the big clouds do.
-   * @default {Infinity}
+   * Blobs larger than this are read by parallel ranged requests instead of one stream;
+   * `Infinity` turns ranged reads off.
+   * @default {67108864}
    */
   rangedReadThreshold?: number;
   /** Retries of each request (HTTP 408, 429, 5xx, network). @default {{}} */
@@ -77,11 +84,14 @@ interface BlobLocation {
 }
 
 const MIB = 1024 * 1024;
+/** Azure's limit of committed blocks per blob. */
+const MAX_BLOCKS = 50_000;
 
 /**
- * Storage over Azure Blob. Uploads stage blocks in parallel (each with its MD5, checked by the
- * service) and commit them with the whole blob's MD5; downloads stream, large blobs by parallel
- * ranged reads, and are checked against the stored `Content-MD5`. Throttling (429) and 5xx are
+ * Storage over Azure Blob. Small blobs are uploaded by one Put Blob; larger ones stage blocks in
+ * parallel (each with its MD5, checked by the service) and commit them with the whole blob's
+ * MD5. Downloads stream, blobs above 64 MiB by parallel ranged reads, and are checked against
+ * the stored `Content-MD5`. Either way at most 32 MiB of blocks or ranges are buffered. Throttling (429) and 5xx are
  * retried with backoff per request. Errors never quote keys or SAS tokens.
  *
  * @example Usage
@@ -120,6 +130,16 @@ export class AzureBlobStorage implements Storage {
 
   #fail(error: unknown, url: string, operation: string): StorageError {
     return toStorageError(error, { url, operation: `Azure ${operation}`, secrets: this.#secrets });
+  }
+
+  /** Block (or range) size and parallelism for a blob of `size` bytes. */
+  #plan(size: number | undefined, maxParts: number): PartPlan {
+    const { blockSize = 8 * MIB, concurrency } = this.#options;
+    return partPlan(size, {
+      partSize: blockSize,
+      maxParts,
+      ...(concurrency === undefined ? {} : { concurrency }),
+    });
   }
 
   #parse(url: string): BlobLocation {
@@ -241,8 +261,9 @@ export class AzureBlobStorage implements Storage {
   }
 
   /**
-   * Streams a blob; large ones by parallel ranged reads pinned to the blob's ETag. The stream
-   * errors at its end when the bytes do not match the stored `Content-MD5`.
+   * Streams a blob; ones above `rangedReadThreshold` by parallel ranged reads pinned to the
+   * blob's ETag (8 MiB ranges, 3 in flight). The stream errors at its end when the bytes do not
+   * match the stored `Content-MD5`.
    *
    * @param url An Azure Blob URL.
    * @returns The blob's bytes.
@@ -258,26 +279,28 @@ export class AzureBlobStorage implements Storage {
     }
     const blob = (await this.#container(url, loc)).getBlobClient(loc.blob);
     const conditions = props.etag ? { conditions: { ifMatch: props.etag } } : {};
-    const {
-      rangedReadThreshold = Infinity,
-      blockSize = 8 * MIB,
-      concurrency = 4,
-    } = this.#options;
+    const { rangedReadThreshold = DEFAULT_RANGED_READ_THRESHOLD } = this.#options;
     let body: ReadableStream<Uint8Array>;
-    if (props.size > rangedReadThreshold) {
+    if (props.size > 0 && props.size > rangedReadThreshold) {
+      const plan = this.#plan(props.size, Infinity);
       body = rangedRead({
         size: props.size,
-        rangeSize: blockSize,
-        concurrency,
-        fetchRange: (offset, count, abortSignal) =>
-          this.#retry(
-            async () =>
-              new Uint8Array(
-                await blob.downloadToBuffer(offset, count, { abortSignal, ...conditions }),
-              ),
+        rangeSize: plan.partSize,
+        concurrency: plan.concurrency,
+        fetchRange: async (offset, into, abortSignal) => {
+          // The SDK writes into a Buffer view of `into` (no copy of the range).
+          const target = Buffer.from(into.buffer, into.byteOffset, into.byteLength);
+          await this.#retry(
+            () =>
+              blob.downloadToBuffer(target, offset, into.byteLength, {
+                abortSignal,
+                ...conditions,
+              }),
             url,
             "GetBlob (range)",
-          ),
+          );
+          return into;
+        },
       });
     } else if (props.size === 0) {
       body = new ReadableStream({ start: (c) => c.close() });
@@ -298,13 +321,16 @@ export class AzureBlobStorage implements Storage {
   }
 
   /**
-   * Uploads a stream as a block blob: blocks of `blockSize` staged `concurrency` at a time, each
-   * with its MD5, then committed with the MD5 of the whole blob. Nothing is visible until the
-   * commit.
+   * Uploads a stream as a block blob. A blob that fits in one block is sent by one Put Blob
+   * once the stream has ended; a larger one is staged in blocks (sized from `size` so that at
+   * most 32 MiB of blocks are buffered, and at most 50,000 blocks are needed), each with its
+   * MD5, then committed. Either way the service checks the MD5 of what it received and stores
+   * the blob's MD5 (`Content-MD5`, checked again by {@linkcode AzureBlobStorage.read}). Nothing
+   * is visible until the Put Blob or the commit.
    *
    * @param url An Azure Blob URL.
    * @param stream The bytes.
-   * @param options `size` is enforced.
+   * @param options `size` chooses the block size and is enforced.
    * @returns The number of bytes written.
    * @throws {StorageError} On refused credentials, a service failure or a size mismatch.
    */
@@ -317,35 +343,52 @@ export class AzureBlobStorage implements Storage {
     const blob = (await this.#container(url, loc)).getBlockBlobClient(loc.blob);
     const counter = byteCounter(url, options.size);
     const md5 = md5Tap();
-    const { blockSize = 8 * MIB, concurrency = 4 } = this.#options;
+    const plan = this.#plan(options.size, MAX_BLOCKS);
     const nonce = crypto.randomUUID().slice(0, 8);
     const ids: string[] = [];
+    let committed = false;
     try {
       await chunkedUpload(stream.pipeThrough(counter.stream).pipeThrough(md5.stream), {
-        partSize: blockSize,
-        concurrency,
-        uploadPart: async (index, bytes) => {
+        ...plan,
+        ...(options.size === undefined ? {} : { size: options.size }),
+        uploadPart: async (index, bytes, last) => {
+          const partMd5 = new Uint8Array(createHash("md5").update(bytes).digest());
+          if (index === 0 && last) {
+            // The whole blob in one request (the stream has ended: its size was checked).
+            await this.#retry(
+              () =>
+                blob.upload(bytes, bytes.byteLength, {
+                  transactionalContentMD5: partMd5,
+                  blobHTTPHeaders: { blobContentMD5: partMd5 },
+                }),
+              url,
+              "PutBlob",
+            );
+            committed = true;
+            return;
+          }
           if (bytes.byteLength === 0) return;
           const id = btoa(`${nonce}-${String(index).padStart(8, "0")}`);
           ids[index] = id;
-          const blockMd5 = new Uint8Array(createHash("md5").update(bytes).digest());
           await this.#retry(
             () =>
-              blob.stageBlock(id, bytes, bytes.byteLength, { transactionalContentMD5: blockMd5 }),
+              blob.stageBlock(id, bytes, bytes.byteLength, { transactionalContentMD5: partMd5 }),
             url,
             "PutBlock",
           );
         },
       });
-      const blobContentMD5 = md5.digest();
-      await this.#retry(
-        () =>
-          blob.commitBlockList(ids.filter((id) => id !== undefined), {
-            blobHTTPHeaders: { blobContentMD5 },
-          }),
-        url,
-        "PutBlockList",
-      );
+      if (!committed) {
+        const blobContentMD5 = md5.digest();
+        await this.#retry(
+          () =>
+            blob.commitBlockList(ids.filter((id) => id !== undefined), {
+              blobHTTPHeaders: { blobContentMD5 },
+            }),
+          url,
+          "PutBlockList",
+        );
+      }
     } catch (error) {
       throw this.#fail(error, url, "upload");
     }

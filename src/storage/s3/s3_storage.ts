@@ -1,7 +1,7 @@
 /**
- * The `s3://bucket/key` storage adapter, over `@aws-sdk/client-s3` (and `@aws-sdk/lib-storage`
- * for multipart uploads). Works with AWS and S3-compatible stores (MinIO, moto, and Google
- * Cloud Storage's XML API with HMAC keys: endpoint `https://storage.googleapis.com`).
+ * The `s3://bucket/key` storage adapter, over `@aws-sdk/client-s3`. Works with AWS and
+ * S3-compatible stores (MinIO, moto, and Google Cloud Storage's XML API with HMAC keys: endpoint
+ * `https://storage.googleapis.com`).
  *
  * @module
  */
@@ -16,15 +16,20 @@ import type {
 import { StorageError } from "../storage_error.ts";
 import { childUrl, directoryPrefix, parseBucketUrl, writeLocation } from "../_cloud_url.ts";
 import { toStorageError } from "../_cloud_error.ts";
+import { createHash } from "node:crypto";
 import {
   byteCounter,
+  crc32Base64,
+  crc32Of,
+  crc32Tap,
   fromHex,
   mapStreamErrors,
-  md5Tap,
-  toHex,
+  verifyCrc32,
   verifyMd5,
 } from "../_stream_checks.ts";
-import { rangedRead } from "../_ranged_read.ts";
+import { chunkedUpload } from "../_chunked_upload.ts";
+import { rangedRead, readExactly } from "../_ranged_read.ts";
+import { DEFAULT_RANGED_READ_THRESHOLD, type PartPlan, partPlan } from "../_transfer_plan.ts";
 
 /** Static credentials; omit them to use the SDK's default chain (env, profile, IMDS, IRSA). */
 export interface S3Credentials {
@@ -55,18 +60,27 @@ export interface S3StorageOptions {
    * @default {"WHEN_SUPPORTED", or "WHEN_REQUIRED" when the endpoint is storage.googleapis.com}
    */
   checksums?: "WHEN_SUPPORTED" | "WHEN_REQUIRED";
-  /** Parts uploaded (and ranges downloaded) at once; 2 keeps the transporter under 200 MiB. @default {2} */
+  /**
+   * Parts uploaded (and ranges downloaded) at once.
+   * @default as many as fit, with the one being filled, in 32 MiB (3 for 8 MiB parts), at most 4
+   */
   queueSize?: number;
   /**
-   * Objects larger than this are read by `concurrency` parallel ranged requests instead of one
-   * stream. Off by default: against every emulator measured here one stream was faster (moto's
-   * ranged GET even costs O(object size) per request); turn it on (e.g. 64 MiB) where the
-   * store serves parallel ranges faster, as the big clouds do.
-   * @default {Infinity}
+   * Objects larger than this are read by parallel ranged requests instead of one stream;
+   * `Infinity` turns ranged reads off.
+   * @default {67108864}
    */
   rangedReadThreshold?: number;
   /** Bytes per range of a parallel download. @default {8388608} */
   rangeSize?: number;
+}
+
+/** What `HeadObject` says about an object. */
+interface S3Head {
+  size: number;
+  etag: string;
+  /** The whole object's CRC32 (base64), when the store keeps a full-object one. */
+  crc32?: string;
 }
 
 const MIB = 1024 * 1024;
@@ -87,17 +101,18 @@ const MAX_PARTS = 10_000;
  * ```
  */
 export function s3PartSize(size: number | undefined): number {
-  if (size === undefined) return 16 * MIB; // unknown size: up to ~156 GiB
-  const needed = Math.ceil(size / MAX_PARTS / MIB) * MIB;
-  return Math.max(MIN_PART, needed);
+  // unknown size: 16 MiB parts, up to ~156 GiB
+  return partPlan(size, { partSize: MIN_PART, maxParts: MAX_PARTS }).partSize;
 }
 
 /**
- * Storage over `s3://bucket/key` URLs. Uploads stream through `lib-storage`'s `Upload`
- * (one `PutObject` below the part size, parallel multipart above it, aborted on failure);
- * downloads stream, large objects by parallel ranged `GetObject`s pinned to the object's ETag.
- * Single-part objects are checked against their ETag (MD5) on the way up and down; multipart
- * parts carry SDK CRC checksums. Errors never quote credentials.
+ * Storage over `s3://bucket/key` URLs. Uploads are one `PutObject` up to the part size and a
+ * parallel multipart upload above it (aborted on failure); downloads stream, objects above
+ * 64 MiB by parallel ranged `GetObject`s pinned to the object's ETag. At most 32 MiB of parts
+ * or ranges are buffered per transfer.
+ * Every upload request carries its body's MD5 and CRC32, multipart uploads end with a
+ * full-object CRC32; downloads are checked against the single-part MD5 (ETag) or the full-object
+ * CRC32. Errors never quote credentials.
  *
  * @example Usage
  * ```ts ignore
@@ -112,6 +127,7 @@ export class S3Storage implements Storage {
   #options: S3StorageOptions;
   #client: Promise<S3Client> | undefined;
   #secrets: string[];
+  #checksums: "WHEN_SUPPORTED" | "WHEN_REQUIRED";
 
   /**
    * Creates the adapter; the SDK is loaded at first use.
@@ -120,6 +136,9 @@ export class S3Storage implements Storage {
    */
   constructor(options: S3StorageOptions = {}) {
     this.#options = options;
+    const googleXml = options.endpoint !== undefined &&
+      /storage\.googleapis\.com/i.test(options.endpoint);
+    this.#checksums = options.checksums ?? (googleXml ? "WHEN_REQUIRED" : "WHEN_SUPPORTED");
     this.#secrets = [
       options.credentials?.secretAccessKey,
       options.credentials?.sessionToken,
@@ -132,8 +151,7 @@ export class S3Storage implements Storage {
     this.#client ??= (async () => {
       const { S3Client } = await import("@aws-sdk/client-s3");
       const o = this.#options;
-      const googleXml = o.endpoint !== undefined && /storage\.googleapis\.com/i.test(o.endpoint);
-      const checksums = o.checksums ?? (googleXml ? "WHEN_REQUIRED" : "WHEN_SUPPORTED");
+      const checksums = this.#checksums;
       return new S3Client({
         region: o.region ?? Deno.env.get("AWS_REGION") ?? Deno.env.get("AWS_DEFAULT_REGION") ??
           "us-east-1",
@@ -154,6 +172,16 @@ export class S3Storage implements Storage {
 
   #fail(error: unknown, url: string, operation: string): StorageError {
     return toStorageError(error, { url, operation: `S3 ${operation}`, secrets: this.#secrets });
+  }
+
+  /** Part (or range) size and parallelism for an object of `size` bytes. */
+  #plan(size: number | undefined, partSize: number, maxParts: number): PartPlan {
+    const { queueSize } = this.#options;
+    return partPlan(size, {
+      partSize,
+      maxParts,
+      ...(queueSize === undefined ? {} : { concurrency: queueSize }),
+    });
   }
 
   /**
@@ -181,16 +209,19 @@ export class S3Storage implements Storage {
     }
   }
 
-  async #head(
-    url: string,
-    bucket: string,
-    key: string,
-  ): Promise<{ size: number; etag: string } | undefined> {
+  async #head(url: string, bucket: string, key: string): Promise<S3Head | undefined> {
     const client = await this.#sdk();
     const { HeadObjectCommand } = await import("@aws-sdk/client-s3");
     try {
-      const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-      return { size: head.ContentLength ?? 0, etag: head.ETag ?? "" };
+      const head = await client.send(
+        new HeadObjectCommand({ Bucket: bucket, Key: key, ChecksumMode: "ENABLED" }),
+      );
+      const crc32 = head.ChecksumType === "FULL_OBJECT" ? head.ChecksumCRC32 : undefined;
+      return {
+        size: head.ContentLength ?? 0,
+        etag: head.ETag ?? "",
+        ...(crc32 === undefined ? {} : { crc32 }),
+      };
     } catch (error) {
       const failure = this.#fail(error, url, "HeadObject");
       if (failure.code === "NOT_FOUND") return undefined;
@@ -200,7 +231,9 @@ export class S3Storage implements Storage {
 
   /**
    * Streams an object. Objects above `rangedReadThreshold` are fetched by parallel ranged
-   * requests; a single-part object's MD5 is checked against its ETag at the end of the stream.
+   * requests pinned to the object's ETag. At the end of the stream the bytes are checked against
+   * the object's MD5 (the ETag of a single-part object) and its full-object CRC32 when the store
+   * keeps one (what {@linkcode S3Storage.write} asks for); a mismatch errors the stream.
    *
    * @param url `s3://bucket/key`.
    * @returns The object's bytes.
@@ -221,25 +254,27 @@ export class S3Storage implements Storage {
     const { GetObjectCommand } = await import("@aws-sdk/client-s3");
     const plainMd5 = /^"?([0-9a-f]{32})"?$/i.exec(head.etag)?.[1];
     const expectedMd5 = plainMd5 === undefined ? undefined : fromHex(plainMd5);
-    const { rangedReadThreshold = Infinity, rangeSize = 8 * MIB, queueSize = 2 } = this.#options;
+    const { rangedReadThreshold = DEFAULT_RANGED_READ_THRESHOLD, rangeSize = 8 * MIB } =
+      this.#options;
     let body: ReadableStream<Uint8Array>;
-    if (head.size > rangedReadThreshold) {
+    if (head.size > 0 && head.size > rangedReadThreshold) {
+      const plan = this.#plan(head.size, rangeSize, Infinity);
       body = rangedRead({
         size: head.size,
-        rangeSize,
-        concurrency: queueSize,
-        fetchRange: async (offset, count, signal) => {
+        rangeSize: plan.partSize,
+        concurrency: plan.concurrency,
+        fetchRange: async (offset, into, signal) => {
           try {
             const part = await client.send(
               new GetObjectCommand({
                 Bucket: bucket,
                 Key: key,
-                Range: `bytes=${offset}-${offset + count - 1}`,
+                Range: `bytes=${offset}-${offset + into.byteLength - 1}`,
                 ...(head.etag ? { IfMatch: head.etag } : {}),
               }),
               { abortSignal: signal },
             );
-            return await part.Body!.transformToByteArray();
+            return await readExactly(part.Body as AsyncIterable<Uint8Array>, into);
           } catch (error) {
             throw this.#fail(error, url, "GetObject (range)");
           }
@@ -258,26 +293,34 @@ export class S3Storage implements Storage {
         throw this.#fail(error, url, "GetObject");
       }
     }
-    return expectedMd5 === undefined ? body : body.pipeThrough(verifyMd5(expectedMd5, url));
+    if (expectedMd5 !== undefined) body = body.pipeThrough(verifyMd5(expectedMd5, url));
+    if (head.crc32 !== undefined) body = body.pipeThrough(verifyCrc32(head.crc32, url));
+    return body;
   }
 
   /**
-   * Uploads a stream: one `PutObject` when it fits in a part, otherwise a multipart upload with
-   * `queueSize` parts in flight (aborted on failure, so no partial object appears).
+   * Uploads a stream: one `PutObject` once the stream has ended when it fits in a part,
+   * otherwise a multipart upload with parts sized from `size` (at most 32 MiB of parts buffered,
+   * at most 10,000 parts), aborted on failure so that no partial object appears. Every request
+   * carries its body's `Content-MD5` and CRC32, which the store checks; a multipart upload asks
+   * for a full-object CRC32 (`ChecksumType: FULL_OBJECT`) and hands over the CRC32 of the whole
+   * stream at completion, which is compared with the one the store reports. With
+   * `checksums: "WHEN_REQUIRED"` (stores that refuse `x-amz-checksum-*`) only `Content-MD5` is
+   * sent.
    *
    * @param url `s3://bucket/key`.
    * @param stream The bytes.
    * @param options `size` picks the part size and is enforced.
    * @returns The number of bytes written.
-   * @throws {StorageError} On refused credentials, a service failure, a size mismatch or an
-   *   ETag that is not the MD5 of what was sent.
+   * @throws {StorageError} On refused credentials, a service failure, a size mismatch or a
+   *   checksum the store does not confirm.
    */
   async write(
     url: string,
     stream: ReadableStream<Uint8Array>,
     options: StorageWriteOptions = {},
   ): Promise<StorageWriteResult> {
-    const location = await writeLocation(
+    const { bucket: Bucket, key: Key } = await writeLocation(
       url,
       stream,
       (u) => parseBucketUrl(u, "s3"),
@@ -285,37 +328,115 @@ export class S3Storage implements Storage {
       "an object",
     );
     const client = await this.#sdk();
-    const { Upload } = await import("@aws-sdk/lib-storage");
+    const sdk = await import("@aws-sdk/client-s3");
+    // Stores that refuse x-amz-checksum-* (WHEN_REQUIRED) get Content-MD5 only.
+    const crc = this.#checksums === "WHEN_SUPPORTED";
     const counter = byteCounter(url, options.size);
-    const md5 = md5Tap();
-    const partSize = s3PartSize(options.size);
-    const body = stream.pipeThrough(counter.stream).pipeThrough(md5.stream);
-    let etag: string | undefined;
+    const whole = crc32Tap();
+    const plan = this.#plan(options.size, MIN_PART, MAX_PARTS);
+    let upload: Promise<string> | undefined;
+    const parts: { PartNumber: number; ETag: string; ChecksumCRC32?: string }[] = [];
     try {
-      const upload = new Upload({
-        client,
-        params: { Bucket: location.bucket, Key: location.key, Body: body },
-        partSize,
-        queueSize: this.#options.queueSize ?? 2,
-        leavePartsOnError: false,
+      await chunkedUpload(stream.pipeThrough(counter.stream).pipeThrough(whole.stream), {
+        ...plan,
+        ...(options.size === undefined ? {} : { size: options.size }),
+        uploadPart: async (index, bytes, last) => {
+          const checks = {
+            ContentMD5: createHash("md5").update(bytes).digest("base64"),
+            ...(crc ? { ChecksumCRC32: crc32Of(bytes) } : {}),
+          };
+          if (index === 0 && last) {
+            // The whole object in one request (the stream has ended: its size was checked).
+            await client.send(
+              new sdk.PutObjectCommand({
+                Bucket,
+                Key,
+                Body: bytes,
+                ContentLength: bytes.byteLength,
+                ...checks,
+              }),
+            );
+            return;
+          }
+          upload ??= client.send(
+            new sdk.CreateMultipartUploadCommand({
+              Bucket,
+              Key,
+              ...(crc ? { ChecksumAlgorithm: "CRC32", ChecksumType: "FULL_OBJECT" } : {}),
+            }),
+          ).then((created) => {
+            if (!created.UploadId) throw new Error("CreateMultipartUpload returned no UploadId");
+            return created.UploadId;
+          });
+          const UploadId = await upload;
+          const part = await client.send(
+            new sdk.UploadPartCommand({
+              Bucket,
+              Key,
+              UploadId,
+              PartNumber: index + 1,
+              Body: bytes,
+              ContentLength: bytes.byteLength,
+              ...checks,
+            }),
+          );
+          if (!part.ETag) throw new Error(`UploadPart ${index + 1} returned no ETag`);
+          parts[index] = {
+            PartNumber: index + 1,
+            ETag: part.ETag,
+            ...(part.ChecksumCRC32 ? { ChecksumCRC32: part.ChecksumCRC32 } : {}),
+          };
+        },
       });
-      const result = await upload.done();
-      etag = result.ETag;
+      if (upload !== undefined) {
+        const UploadId = await upload;
+        const sent = crc32Base64(whole.value());
+        const done = await client.send(
+          new sdk.CompleteMultipartUploadCommand({
+            Bucket,
+            Key,
+            UploadId,
+            MultipartUpload: { Parts: parts },
+            ...(crc
+              ? { ChecksumType: "FULL_OBJECT", ChecksumCRC32: sent, MpuObjectSize: counter.bytes() }
+              : {}),
+          }),
+        );
+        if (crc) await this.#confirmCrc32(url, Bucket, Key, done.ChecksumCRC32, sent);
+      }
     } catch (error) {
-      await body.cancel().catch(() => {});
+      if (upload !== undefined) {
+        const UploadId = await upload.catch(() => undefined);
+        if (UploadId !== undefined) {
+          await client.send(new sdk.AbortMultipartUploadCommand({ Bucket, Key, UploadId }))
+            .catch(() => {});
+        }
+      }
       throw this.#fail(error, url, "upload");
     }
-    const size = counter.bytes();
-    if (size <= partSize && etag !== undefined && /^"?[0-9a-f]{32}"?$/i.test(etag)) {
-      const sent = toHex(md5.digest());
-      if (etag.replaceAll('"', "").toLowerCase() !== sent) {
-        throw new StorageError(
-          `integrity check failed: the store's ETag ${etag} is not the MD5 ${sent} of what was sent`,
-          { code: "IO_ERROR", url },
-        );
-      }
+    return { size: counter.bytes() };
+  }
+
+  /**
+   * Compares the store's full-object CRC32 of a completed multipart upload with the CRC32 of
+   * what was sent: from the completion answer, else from `HeadObject` (stores that do not check
+   * the CRC32 handed over at completion, such as moto, still report the one they computed).
+   * A store that keeps none is taken at its word (each part's MD5 and CRC32 were checked).
+   */
+  async #confirmCrc32(
+    url: string,
+    bucket: string,
+    key: string,
+    reported: string | undefined,
+    sent: string,
+  ): Promise<void> {
+    const stored = reported ?? (await this.#head(url, bucket, key))?.crc32;
+    if (stored !== undefined && stored !== sent) {
+      throw new StorageError(
+        `integrity check failed: the store's CRC32 ${stored} of the object is not the CRC32 ${sent} of what was sent`,
+        { code: "IO_ERROR", url },
+      );
     }
-    return { size };
   }
 
   /**
