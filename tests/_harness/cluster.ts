@@ -52,6 +52,7 @@ import {
   startPostgres,
 } from "./postgres.ts";
 import { HostRuntime } from "../../src/orchestrator/backends/local/host_runtime.ts";
+import { killWithGrace } from "./process.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const CONFIG = `${REPO}/deno.json`;
@@ -199,24 +200,7 @@ export class ServiceProcess {
    */
   async kill(signal: Deno.Signal = "SIGTERM", graceMs = 15_000): Promise<Deno.CommandStatus> {
     if (!this.#exited) {
-      try {
-        this.#child.kill(signal);
-      } catch {
-        // already gone
-      }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = await Promise.race([
-        this.status.then(() => false),
-        new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(true), graceMs)),
-      ]);
-      clearTimeout(timer);
-      if (late) {
-        try {
-          this.#child.kill("SIGKILL");
-        } catch {
-          // already gone
-        }
-      }
+      await killWithGrace(this.#child, this.status, signal, graceMs);
     }
     const status = await this.status;
     await this.#piping;

@@ -27,6 +27,7 @@
 import * as k8s from "@kubernetes/client-node";
 import { stringify as stringifyYaml } from "yaml";
 import { requireComponent, which } from "./component.ts";
+import { killWithGrace } from "./process.ts";
 
 /** The command that builds the control-plane binaries (run from the repository root). */
 export const K8S_BUILD_COMMAND = "k8s/testenv/build.sh";
@@ -274,24 +275,7 @@ class Proc {
   /** SIGTERM, then SIGKILL after `graceMs`; waits for the exit and the log flush. */
   async stop(graceMs = 5000): Promise<void> {
     if (!this.exited) {
-      try {
-        this.#child.kill("SIGTERM");
-      } catch {
-        // already gone
-      }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timedOut = await Promise.race([
-        this.status.then(() => false),
-        new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(true), graceMs)),
-      ]);
-      clearTimeout(timer);
-      if (timedOut) {
-        try {
-          this.#child.kill("SIGKILL");
-        } catch {
-          // already gone
-        }
-      }
+      await killWithGrace(this.#child, this.status, "SIGTERM", graceMs);
     }
     await this.status;
     await this.#piping;

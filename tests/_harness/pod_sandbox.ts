@@ -23,6 +23,8 @@
  * @module
  */
 
+import { killWithGrace } from "./process.ts";
+
 /** The exit code of a sandbox whose root should be read-only but took a write. */
 export const ROOT_WRITABLE_EXIT = 125;
 
@@ -235,24 +237,7 @@ export class SandboxedProcess {
    */
   async kill(signal: Deno.Signal = "SIGTERM", graceMs = 15_000): Promise<Deno.CommandStatus> {
     if (!this.#exited) {
-      try {
-        this.#child.kill(signal);
-      } catch {
-        // already gone
-      }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = await Promise.race([
-        this.status.then(() => false),
-        new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(true), graceMs)),
-      ]);
-      clearTimeout(timer);
-      if (late) {
-        try {
-          this.#child.kill("SIGKILL");
-        } catch {
-          // already gone
-        }
-      }
+      await killWithGrace(this.#child, this.status, signal, graceMs);
     }
     return await this.status;
   }
