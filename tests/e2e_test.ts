@@ -8,19 +8,9 @@
  * and each restart case get a server of their own, all at the same time.
  */
 import { E2E_CASES, type E2eCase, type E2eContext } from "./_e2e_cases.ts";
-import { requireComponent, which } from "./_harness/component.ts";
+import { requireComponent } from "./_harness/component.ts";
 import { prepareDataTemplate, type ServeHarness, startServe } from "./_harness/serve.ts";
-import { HostRuntime } from "../src/orchestrator/backends/local/host_runtime.ts";
-
-async function hostRuntimeWorks(): Promise<boolean> {
-  if (!which("unshare")) return false;
-  try {
-    await new HostRuntime().ensureAvailable();
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { hostRuntimeWorks } from "./_harness/host_runtime.ts";
 
 const ENABLED = requireComponent(
   await hostRuntimeWorks(),

@@ -6,17 +6,8 @@ import assert from "node:assert/strict";
 import type { V1Container, V1Pod, V1PodStatus } from "@kubernetes/client-node";
 import { HostRuntime, LocalBackend } from "../src/orchestrator/backends/local/mod.ts";
 import type { PodEvent } from "../src/orchestrator/backend.ts";
-import { requireComponent, which } from "./_harness/component.ts";
-
-async function hostRuntimeWorks(): Promise<boolean> {
-  if (!which("unshare")) return false;
-  try {
-    await new HostRuntime().ensureAvailable();
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { requireComponent } from "./_harness/component.ts";
+import { hostRuntimeWorks } from "./_harness/host_runtime.ts";
 
 const ENABLED = requireComponent(
   await hostRuntimeWorks(),

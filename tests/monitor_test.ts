@@ -17,17 +17,8 @@ import {
   REPORT_PREFIX,
 } from "../src/pod/mod.ts";
 import { openTaskStore, type SqlTaskStore } from "../src/store/mod.ts";
-import { requireComponent, which } from "./_harness/component.ts";
-
-async function hostRuntimeWorks(): Promise<boolean> {
-  if (!which("unshare")) return false;
-  try {
-    await new HostRuntime().ensureAvailable();
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { requireComponent } from "./_harness/component.ts";
+import { hostRuntimeWorks } from "./_harness/host_runtime.ts";
 
 const ENABLED = requireComponent(
   await hostRuntimeWorks(),

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import type { V1ContainerStatus, V1Node, V1Pod } from "@kubernetes/client-node";
-import { requireComponent, which } from "./_harness/component.ts";
+import { requireComponent } from "./_harness/component.ts";
 import { type ControlPlane, requireControlPlane, startControlPlane } from "./_harness/k8s.ts";
 import {
   FAULT_ANNOTATION,
@@ -18,13 +18,13 @@ import {
   startNodeAgent,
   StatusCoalescer,
 } from "./_harness/node_agent.ts";
-import { HostRuntime } from "../src/orchestrator/backends/local/host_runtime.ts";
 import { KubernetesBackend } from "../src/orchestrator/backends/kubernetes/kubernetes_backend.ts";
 import { parseTransferReport } from "../src/orchestrator/report.ts";
 import { buildTaskPod } from "../src/pod/build_task_pod.ts";
 import { REPORT_PREFIX, type TransferReport } from "../src/pod/layout.ts";
 import { hostTransporterSetup } from "../src/server/execution.ts";
 import type { TesTask } from "../src/tes/model.ts";
+import { hostRuntimeWorks } from "./_harness/host_runtime.ts";
 
 const NAMESPACE = "agent-test";
 const TIMEOUT_MS = 90_000;
@@ -83,16 +83,6 @@ Deno.test("parseFault() reads the annotation value and refuses unknown kinds", (
   assert.deepEqual(parseFault("StuckPending:x"), { kind: "StuckPending" });
   assert.throws(() => parseFault("Meteor"), (e) => e instanceof NodeAgentError);
 });
-
-async function hostRuntimeWorks(): Promise<boolean> {
-  if (!which("unshare")) return false;
-  try {
-    await new HostRuntime().ensureAvailable();
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const ENABLED = requireControlPlane() &&
   requireComponent(

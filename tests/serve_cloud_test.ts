@@ -23,7 +23,6 @@ import {
   S3Storage,
   type Storage,
 } from "../src/storage/mod.ts";
-import { HostRuntime } from "../src/orchestrator/backends/local/host_runtime.ts";
 import type { PodEvent } from "../src/orchestrator/backend.ts";
 import { resolveServeOptions } from "../src/server/serve_config.ts";
 import { startServer } from "../src/server/start_server.ts";
@@ -31,7 +30,7 @@ import { STORAGE_SECRET_NAME } from "../src/server/storage_environment.ts";
 import { openTaskStore } from "../src/store/open_store.ts";
 import { TesClient } from "../src/client/mod.ts";
 import type { TesOutputFileLog, TesTask } from "../src/tes/model.ts";
-import { requireComponent, which } from "./_harness/component.ts";
+import { requireComponent } from "./_harness/component.ts";
 import {
   AZURITE_ACCOUNT,
   AZURITE_KEY,
@@ -44,16 +43,7 @@ import {
   startMoto,
 } from "./_harness/emulators.ts";
 import { type ServeHarness, startServe } from "./_harness/serve.ts";
-
-async function hostRuntimeWorks(): Promise<boolean> {
-  if (!which("unshare")) return false;
-  try {
-    await new HostRuntime().ensureAvailable();
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { hostRuntimeWorks } from "./_harness/host_runtime.ts";
 
 const ENABLED = requireComponent(
   await hostRuntimeWorks(),
