@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import type { V1Container, V1Pod, V1PodStatus } from "@kubernetes/client-node";
-import { HostRuntime, LocalBackend } from "../src/orchestrator/backends/local/mod.ts";
+import { LocalBackend } from "../src/orchestrator/backends/local/mod.ts";
 import type { PodEvent } from "../src/orchestrator/backend.ts";
 import { requireComponent } from "./_harness/component.ts";
 import { hostRuntimeWorks } from "./_harness/host_runtime.ts";

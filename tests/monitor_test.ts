@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import type { V1Container, V1Pod } from "@kubernetes/client-node";
-import { HostRuntime, LocalBackend } from "../src/orchestrator/backends/local/mod.ts";
+import { LocalBackend } from "../src/orchestrator/backends/local/mod.ts";
 import { Orchestrator } from "../src/orchestrator/orchestrator.ts";
 import { Monitor, type MonitorLogEntry } from "../src/monitor/mod.ts";
 import {

@@ -152,6 +152,9 @@ export function hostTransporterSetup(fileAllowList: readonly string[]): HostTran
       transporterCommand: localTransporterCommand(sourceDir ? CONTAINER_SOURCE_DIR : undefined),
       transporterEnv: {
         ...(denoDir ? { DENO_DIR: CONTAINER_DENO_DIR } : {}),
+        // A compiled `planetary` runs its transporter as itself: V8 reads the transporter's flag
+        // (see TRANSPORTER_FLAGS) from the environment there, the server keeps V8's defaults.
+        ...(sourceDir ? {} : { DENO_V8_FLAGS: "--optimize-for-size" }),
         ...(fileAllowList.length
           ? {
             PLANETARY_FILE_ALLOW_LIST: fileAllowList.join(":"),
