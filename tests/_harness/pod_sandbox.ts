@@ -24,6 +24,7 @@
  */
 
 import { killWithGrace } from "./process.ts";
+import { BIND_MOUNTS_SCRIPT } from "../../src/orchestrator/backends/local/host_runtime.ts";
 
 /** The exit code of a sandbox whose root should be read-only but took a write. */
 export const ROOT_WRITABLE_EXIT = 125;
@@ -88,26 +89,7 @@ nl='
 mount -t overlay overlay -o "lowerdir=/,upperdir=$scratch/upper,workdir=$scratch/work" "$root"
 mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
-while [ "$n" -gt 0 ]; do
-  kind=$1 mro=$2 src=$3 tgt=$4
-  shift 4
-  n=$((n - 1))
-  t=$(chroot "$root" realpath -m -- "$tgt" && echo .)
-  t=\${t%.}
-  t=\${t%"$nl"}
-  case $t in
-  /?*) ;;
-  *) echo "sandbox: cannot mount at $tgt" >&2; exit 1 ;;
-  esac
-  if [ "$kind" = file ]; then
-    mkdir -p "$root\${t%/*}"
-    [ -e "$root$t" ] || : > "$root$t"
-  else
-    mkdir -p "$root$t"
-  fi
-  mount --bind "$src" "$root$t"
-  if [ "$mro" = 1 ]; then mount -o remount,bind,ro "$root$t"; fi
-done
+${BIND_MOUNTS_SCRIPT}
 if [ "$ro" = 1 ]; then
   mount -o remount,bind,ro "$root"
   if chroot "$root" /bin/sh -c ': > /.sandbox-write-probe' 2>/dev/null; then

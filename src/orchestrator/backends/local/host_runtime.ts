@@ -81,6 +81,34 @@ export const DEFAULT_CONTAINER_PATH =
   "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /**
+ * The part of a setup script that bind-mounts `$n` mounts, given as the next `4 × $n`
+ * arguments `kind mro source target` (`kind` = `file` or `dir`, `mro` = 1 for read-only), into
+ * the new root `$root`. Each target is resolved inside the root first (`realpath -m`), so a
+ * symlink in the image cannot send a mount outside it; `$nl` must hold a newline. Shared with
+ * the test harness that runs the chart's pods (tests/_harness/pod_sandbox.ts).
+ */
+export const BIND_MOUNTS_SCRIPT = `while [ "$n" -gt 0 ]; do
+  kind=$1 mro=$2 src=$3 tgt=$4
+  shift 4
+  n=$((n - 1))
+  t=$(chroot "$root" realpath -m -- "$tgt" && echo .)
+  t=\${t%.}
+  t=\${t%"$nl"}
+  case $t in
+  /?*) ;;
+  *) echo "planetary: cannot mount at $tgt" >&2; exit 1 ;;
+  esac
+  if [ "$kind" = file ]; then
+    mkdir -p "$root\${t%/*}"
+    [ -e "$root$t" ] || : > "$root$t"
+  else
+    mkdir -p "$root$t"
+  fi
+  mount --bind "$src" "$root$t"
+  if [ "$mro" = 1 ]; then mount -o remount,bind,ro "$root$t"; fi
+done`;
+
+/**
  * The setup script, run as PID 1 of the new namespaces. Arguments:
  * `scratch workingDir mountCount (kind ro source target)… envCount argv…`; the container's
  * environment comes as `PLANETARY_ENV_NAME_<i>` and `PLANETARY_ENV_VALUE_<i>` variables of the
@@ -112,26 +140,7 @@ ln -s /proc/self/fd/0 "$root/dev/stdin"
 ln -s /proc/self/fd/1 "$root/dev/stdout"
 ln -s /proc/self/fd/2 "$root/dev/stderr"
 mount --bind "$scratch/tmp" "$root/tmp"
-while [ "$n" -gt 0 ]; do
-  kind=$1 ro=$2 src=$3 tgt=$4
-  shift 4
-  n=$((n - 1))
-  t=$(chroot "$root" realpath -m -- "$tgt" && echo .)
-  t=\${t%.}
-  t=\${t%"$nl"}
-  case $t in
-  /?*) ;;
-  *) echo "planetary: cannot mount at $tgt" >&2; exit 1 ;;
-  esac
-  if [ "$kind" = file ]; then
-    mkdir -p "$root\${t%/*}"
-    [ -e "$root$t" ] || : > "$root$t"
-  else
-    mkdir -p "$root$t"
-  fi
-  mount --bind "$src" "$root$t"
-  if [ "$ro" = 1 ]; then mount -o remount,bind,ro "$root$t"; fi
-done
+${BIND_MOUNTS_SCRIPT}
 e=$1
 shift
 c=$#
