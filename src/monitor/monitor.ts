@@ -24,6 +24,7 @@ import type { TesState } from "../tes/model.ts";
 import { isTerminal } from "../tes/state.ts";
 import { formatDuration } from "./_format_duration.ts";
 import { stuckPodReason } from "./stuck_pod_reason.ts";
+import { errorText, sleep } from "../orchestrator/_util.ts";
 
 /** One structured log entry of the monitor. */
 export type MonitorLogEntry = Record<string, unknown> & {
@@ -136,10 +137,6 @@ function toDate(value: Date | string | undefined): Date | undefined {
   return Number.isNaN(date.getTime()) ? undefined : date;
 }
 
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /**
  * Watches over the database and the cluster: stale leases, pods without a task, tasks without a
  * pod, stuck pods. Run one cycle with {@linkcode Monitor.runOnce}, or every `intervalMs` with
@@ -228,7 +225,7 @@ export class Monitor {
         } catch (error) {
           this.#log({ level: "error", msg: "monitor cycle failed", error: errorText(error) });
         }
-        await delay(this.#intervalMs, abort.signal);
+        await sleep(this.#intervalMs, abort.signal);
       }
     })();
   }
@@ -477,17 +474,4 @@ export class Monitor {
       });
     }
   }
-}
-
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done);
-  });
 }

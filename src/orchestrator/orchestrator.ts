@@ -19,6 +19,7 @@ import { type TaskStatus, taskStatusFromPod } from "../pod/task_status_from_pod.
 import type { Backend, TaskPodObjects } from "./backend.ts";
 import { parseTransferReport } from "./report.ts";
 import { type PassResult, WorkQueue } from "./work_queue.ts";
+import { errorText, sleep } from "./_util.ts";
 
 /** One structured log entry of the orchestrator. */
 export type OrchestratorLogEntry = Record<string, unknown> & { msg: string };
@@ -204,8 +205,8 @@ export class Orchestrator {
         if (!signal.aborted) this.#log({ msg: "background step failed", error: errorText(error) });
       }
       if (signal.aborted) break;
-      if (waitForWork) await this.#store.waitForWork(ms, signal).catch(() => delay(ms, signal));
-      else await delay(ms, signal);
+      if (waitForWork) await this.#store.waitForWork(ms, signal).catch(() => sleep(ms, signal));
+      else await sleep(ms, signal);
     }
   }
 
@@ -352,21 +353,4 @@ function podFinished(pod: V1Pod): boolean {
 
 function nodeOf(pod: V1Pod): Record<string, string> {
   return pod.spec?.nodeName ? { node: pod.spec.nodeName } : {};
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done);
-  });
 }

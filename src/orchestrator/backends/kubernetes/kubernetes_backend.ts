@@ -12,6 +12,7 @@ import type { Backend, PodEvent, ReadLogOptions, TaskPodObjects } from "../../ba
 import { KubernetesBackendError, statusOf, toBackendError } from "./kubernetes_backend_error.ts";
 import { PodWatch, type PodWatchStats } from "./pod_watch.ts";
 import { retry, type RetryOptions, transientError } from "./retry.ts";
+import { errorText } from "../../_util.ts";
 export type { Backend, PodEvent, ReadLogOptions, TaskPodObjects } from "../../backend.ts";
 export type { ConfigMap, Pod } from "../../../pod/kubernetes_types.ts";
 export type { RetryDecision, RetryOptions } from "./retry.ts";
@@ -558,8 +559,4 @@ export class KubernetesBackend implements Backend {
 function noKubelet(error: unknown): boolean {
   if (statusOf(error) !== 500 || !(error instanceof k8s.ApiException)) return false;
   return /no preferred addresses found/.test(String((error as k8s.ApiException<unknown>).body));
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -16,7 +16,8 @@
  */
 import type { Pod } from "../../../pod/kubernetes_types.ts";
 import type { PodEvent } from "../../backend.ts";
-import { backoffDelay, HttpStatusError, sleep } from "./retry.ts";
+import { backoffDelay, HttpStatusError } from "./retry.ts";
+import { errorText, sleep } from "../../_util.ts";
 export type { Pod } from "../../../pod/kubernetes_types.ts";
 export type { PodEvent } from "../../backend.ts";
 
@@ -399,8 +400,4 @@ export function podFromJson(json: Record<string, unknown>): Pod {
     }
   }
   return json as Pod;
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import { ApiException } from "@kubernetes/client-node";
+import { sleep } from "../../_util.ts";
 
 /** Options of {@linkcode retry}. */
 export interface RetryOptions {
@@ -155,26 +156,6 @@ export function backoffDelay(
 ): number {
   const full = Math.min(maxMs, initialMs * 2 ** Math.max(0, attempt - 1));
   return Math.round(full / 2 + (full / 2) * random());
-}
-
-/**
- * Waits `ms`, or less when `signal` aborts.
- *
- * @param ms How long.
- * @param signal Ends the wait early.
- * @returns When the time passed or the signal aborted.
- */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done);
-  });
 }
 
 /**
