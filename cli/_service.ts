@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { KubernetesBackend } from "../src/orchestrator/backends/kubernetes/kubernetes_backend.ts";
 import { startHealthServer } from "../src/server/health_server.ts";
 import { openTaskStore } from "../src/store/open_store.ts";
@@ -103,4 +104,54 @@ export async function runClusterService(
   await service.stop();
   await backend.close();
   await store.close();
+}
+
+/** The flags every cluster service takes (see {@linkcode clusterServiceSettings}), and `--help`. */
+const CLUSTER_SERVICE_OPTIONS = {
+  "database-url": { type: "string" },
+  namespace: { type: "string" },
+  kubeconfig: { type: "string" },
+  "health-port": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/**
+ * Parses a cluster service's arguments: the shared flags plus its own, no positionals; prints
+ * the usage for `--help` and for a bad flag, and resolves the shared settings.
+ *
+ * @param args Command-line arguments.
+ * @param options The service's own `parseArgs` options.
+ * @param name The program name that starts error lines.
+ * @param usageText The whole usage text.
+ * @returns The flags and settings, or the exit code to end with (0 after `--help`, 2 on misuse).
+ */
+export function parseServiceArgs<O extends ParseArgsOptionsConfig>(
+  args: readonly string[],
+  options: O,
+  name: string,
+  usageText: string,
+) {
+  const usage = (message: string): number => {
+    console.error(`${name}: ${message}\n\n${usageText}`);
+    return 2;
+  };
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...args],
+      options: { ...CLUSTER_SERVICE_OPTIONS, ...options },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (error) {
+    return usage(error instanceof Error ? error.message : String(error));
+  }
+  const { values } = parsed;
+  if ((values as { help?: boolean }).help) {
+    console.log(usageText);
+    return 0;
+  }
+  const settings = clusterServiceSettings(values);
+  if (typeof settings === "string") return usage(settings);
+  return { values, settings, usage };
 }

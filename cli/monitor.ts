@@ -15,9 +15,8 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { Monitor } from "../src/monitor/monitor.ts";
-import { clusterServiceSettings, env, runClusterService } from "./_service.ts";
+import { env, parseServiceArgs, runClusterService } from "./_service.ts";
 
 /** The exact permission flags of the monitor service (`deno run`/`deno compile`). */
 export const MONITOR_PERMISSIONS: readonly string[] = Object.freeze([
@@ -47,33 +46,19 @@ Options (environment in parentheses):
  * @returns The exit code: 0 success, 1 failure, 2 usage error.
  */
 export async function main(args: readonly string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...args],
-      options: {
-        "database-url": { type: "string" },
-        namespace: { type: "string" },
-        kubeconfig: { type: "string" },
-        "interval-s": { type: "string" },
-        "pending-timeout-s": { type: "string" },
-        "image-pull-timeout-s": { type: "string" },
-        "keep-finished-s": { type: "string" },
-        "health-port": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    return usage(error instanceof Error ? error.message : String(error));
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  const settings = clusterServiceSettings(values);
-  if (typeof settings === "string") return usage(settings);
+  const parsed = parseServiceArgs(
+    args,
+    {
+      "interval-s": { type: "string" },
+      "pending-timeout-s": { type: "string" },
+      "image-pull-timeout-s": { type: "string" },
+      "keep-finished-s": { type: "string" },
+    },
+    "planetary-monitor",
+    USAGE,
+  );
+  if (typeof parsed === "number") return parsed;
+  const { values, settings, usage } = parsed;
   const seconds = {
     interval: values["interval-s"] ?? env("PLANETARY_MONITOR_INTERVAL_S") ?? "15",
     pending: values["pending-timeout-s"] ?? env("PLANETARY_PENDING_TIMEOUT_S") ?? "600",
@@ -101,11 +86,6 @@ export async function main(args: readonly string[]): Promise<number> {
     console.error(`planetary-monitor: ${error instanceof Error ? error.message : error}`);
     return 1;
   }
-}
-
-function usage(message: string): number {
-  console.error(`planetary-monitor: ${message}\n\n${USAGE}`);
-  return 2;
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -22,11 +22,10 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { Orchestrator } from "../src/orchestrator/orchestrator.ts";
 import { buildTaskPod } from "../src/pod/build_task_pod.ts";
 import type { PodBuilderConfig } from "../src/pod/pod_builder_config.ts";
-import { clusterServiceSettings, env, runClusterService } from "./_service.ts";
+import { env, parseServiceArgs, runClusterService } from "./_service.ts";
 
 /** The exact permission flags of the orchestrator service (`deno run`/`deno compile`). */
 export const ORCHESTRATOR_PERMISSIONS: readonly string[] = Object.freeze([
@@ -58,34 +57,20 @@ Options (environment in parentheses):
  * @returns The exit code: 0 success, 1 failure, 2 usage error.
  */
 export async function main(args: readonly string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...args],
-      options: {
-        "database-url": { type: "string" },
-        namespace: { type: "string" },
-        kubeconfig: { type: "string" },
-        "max-tasks": { type: "string" },
-        "pod-config": { type: "string" },
-        owner: { type: "string" },
-        "lease-ms": { type: "string" },
-        "keep-finished-pods": { type: "boolean" },
-        "health-port": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    return usage(error instanceof Error ? error.message : String(error));
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  const settings = clusterServiceSettings(values);
-  if (typeof settings === "string") return usage(settings);
+  const parsed = parseServiceArgs(
+    args,
+    {
+      "max-tasks": { type: "string" },
+      "pod-config": { type: "string" },
+      owner: { type: "string" },
+      "lease-ms": { type: "string" },
+      "keep-finished-pods": { type: "boolean" },
+    },
+    "planetary-orchestrator",
+    USAGE,
+  );
+  if (typeof parsed === "number") return parsed;
+  const { values, settings, usage } = parsed;
   const maxTasks = positiveInt(values["max-tasks"] ?? env("PLANETARY_MAX_TASKS") ?? "64");
   const podConfigPath = values["pod-config"] ?? env("PLANETARY_POD_CONFIG");
   const owner = values.owner ?? env("POD_NAME");
@@ -144,11 +129,6 @@ async function readPodConfig(path: string): Promise<PodBuilderConfig> {
 function positiveInt(text: string): number | undefined {
   const n = /^[0-9]{1,7}$/.test(text) ? Number(text) : 0;
   return n > 0 ? n : undefined;
-}
-
-function usage(message: string): number {
-  console.error(`planetary-orchestrator: ${message}\n\n${USAGE}`);
-  return 2;
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
