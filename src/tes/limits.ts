@@ -67,3 +67,26 @@ export function utf8Length(value: string, limit: number): number {
   if (value.length * 3 <= limit) return value.length;
   return new TextEncoder().encode(value).byteLength;
 }
+
+/**
+ * Checks one string that reaches the database outside a task body: a list filter
+ * (`name_prefix`, `tag_key`, `tag_value`, `page_token`) or the task id in a request path.
+ *
+ * @param value The decoded value.
+ * @param field The name to report, for example `"name_prefix"` or `"id"`.
+ * @param limit Largest UTF-8 size in bytes, usually one of {@linkcode TES_STRING_LIMITS}.
+ * @returns A problem message that names `field` (for a 400), or `undefined` when the value is fine.
+ * @example
+ * ```ts
+ * import { checkQueryString, TES_STRING_LIMITS } from "./limits.ts";
+ * checkQueryString("run-", "name_prefix", TES_STRING_LIMITS.name); // undefined
+ * checkQueryString("a\u0000b", "tag_key", TES_STRING_LIMITS.tagKey);
+ * // "tag_key: must not contain NUL bytes"
+ * ```
+ */
+export function checkQueryString(value: string, field: string, limit: number): string | undefined {
+  if (value.includes("\u0000")) return `${field}: must not contain NUL bytes`;
+  const size = utf8Length(value, limit);
+  if (size > limit) return `${field}: too long: ${size} bytes (at most ${limit})`;
+  return undefined;
+}

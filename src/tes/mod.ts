@@ -1,8 +1,9 @@
 /**
  * The TES v1.1 model of Planetary, with no I/O: types and zod schemas of tasks and
  * service-info (`model.ts`), the task state machine (`state.ts`), validation of submitted
- * tasks with a precise path for every problem (`validate.ts`), and the strict writer that
- * renders a task in the MINIMAL, BASIC or FULL view with only specification fields
+ * tasks with a precise path for every problem (`validate.ts`), the size limits of string
+ * fields (`limits.ts`), `file://` URLs of host paths (`file_url.ts`), and the strict writer
+ * that renders a task in the MINIMAL, BASIC or FULL view with only specification fields
  * (`view.ts`).
  *
  * @example
@@ -16,6 +17,8 @@
  *
  * @module
  */
+export * from "./file_url.ts";
+export * from "./limits.ts";
 export * from "./model.ts";
 export * from "./state.ts";
 export * from "./validate.ts";

@@ -4,7 +4,8 @@
  * The schemas describe what the API ACCEPTS from clients (lenient about unknown keys, which are
  * dropped) and what the server STORES; the strict rendering of a task for a response lives in
  * `view.ts`. Validation rules that zod cannot express on one field (absolute paths, wildcard
- * outputs, content limits, backend parameters) live in `validate.ts`.
+ * outputs, content and string size limits, NUL characters, `null` values, bare host paths as
+ * URLs, backend parameters) live in `validate.ts`.
  *
  * The schemas are tagged `@ignore` because their zod types cannot be documented from this
  * package (`deno doc --lint` reports them as private); the interfaces are the documented API.
@@ -64,7 +65,10 @@ export interface TesInput {
   name?: string;
   /** User-provided description. */
   description?: string;
-  /** Where the input lives (`s3://…`, `https://…`, `file://…`); required unless `content`. */
+  /**
+   * Where the input lives (`s3://…`, `https://…`, `file://…`); required unless `content`. A
+   * bare absolute host path is accepted and stored as a `file://` URL.
+   */
   url?: string;
   /** Absolute path inside the container. */
   path: string;
@@ -82,13 +86,13 @@ export interface TesOutput {
   name?: string;
   /** User-provided description. */
   description?: string;
-  /** Where the output is uploaded. */
+  /** Where the output is uploaded; a bare absolute host path is stored as a `file://` URL. */
   url: string;
   /** Absolute path inside the container; may hold POSIX wildcards. */
   path: string;
   /** Prefix removed from wildcard matches to build each upload URL. */
   path_prefix?: string;
-  /** FILE (default) or DIRECTORY. */
+  /** FILE (default) or DIRECTORY; any type is accepted with a wildcard path (default DIRECTORY). */
   type?: TesFileType;
 }
 

@@ -4,10 +4,38 @@
  * limits, backend parameters, URL schemes), every problem reported with the path of the field
  * that caused it.
  *
+ * What real clients send, and how it is read:
+ *
+ * - `null` follows the protobuf JSON mapping (Funnel) and Cromwell: an OPTIONAL field of the
+ *   task, an input, an output, an executor or the resources that is `null` is read as absent;
+ *   a `null` value in `tags` or in an executor's `env` is stored as `""` (a `tag_key` filter
+ *   still finds the key); a `null` value in `resources.backend_parameters` is dropped (not
+ *   set). `null` in a REQUIRED field (`executors`, `image`, `command`, a `path`, an output
+ *   `url`) or inside a list is still a problem.
+ * - A wildcard output path (`*`, `?`, `[`) needs `path_prefix` but may have any `type`:
+ *   Nextflow and py-tes send `FILE`. Without a type it is stored as `DIRECTORY`.
+ * - A `url` that is a bare absolute host path (`/data/x`, Cromwell on a shared filesystem and
+ *   the specification's example) is stored as the `file://` URL that the file storage adapter
+ *   reads back to the same path (see `file_url.ts`). A `url` with no scheme that is not such
+ *   a path (`data/x`, `//host/x`), or a host path with `..` segments, is refused.
+ * - A `file://` URL must be one the file adapter can read (no remote host, no `.`/`..`
+ *   segments, no query or fragment); with `fileAllowList`, it must lie in an allowed folder.
+ * - No string may hold a NUL character (PostgreSQL cannot store it), and each string field
+ *   has a size limit in UTF-8 bytes (`TES_STRING_LIMITS` in `limits.ts`); inline `content`
+ *   has its own `maxContentBytes`. Every check is linear in the size of the body.
+ * - Input paths must be distinct, and no input or output path may be `/`.
+ *
  * @module
  */
 import type { z } from "zod";
-import { type TesTask, TesTaskRequestSchema } from "./model.ts";
+import {
+  filePathFromUrl,
+  fileUrlFromPath,
+  isInsideFolders,
+  normalizeAbsolutePath,
+} from "./file_url.ts";
+import { TES_STRING_LIMITS, utf8Length } from "./limits.ts";
+import { type TesInput, type TesTask, TesTaskRequestSchema } from "./model.ts";
 
 /** Default limit of one input's inline `content`, in UTF-8 bytes (128 KiB). */
 export const DEFAULT_MAX_CONTENT_BYTES = 131072;
@@ -29,6 +57,12 @@ export interface ValidateTaskOptions {
    * any other scheme is a problem naming the field. @default undefined (any scheme)
    */
   allowedUrlSchemes?: readonly string[];
+  /**
+   * Absolute host folders that `file://` URLs (and bare host paths given as `url`) of inputs
+   * and outputs must lie in, on folder boundaries (`/tmp` holds `/tmp/x`, not `/tmpx`); an
+   * empty list refuses every `file://` URL. @default undefined (no check)
+   */
+  fileAllowList?: readonly string[];
 }
 
 /** One thing wrong with a submitted task. */
@@ -42,7 +76,8 @@ export interface ValidationProblem {
 /**
  * The outcome of {@linkcode validateTask}: the normalized task (read-only and unknown fields
  * dropped, unsupported backend parameters dropped with a warning each, input/output `type`
- * defaulted), or every problem found.
+ * defaulted, `null` values read as described in the module doc, bare host paths in `url`
+ * turned into `file://` URLs), or every problem found.
  */
 export type ValidationResult =
   | { ok: true; task: TesTask; warnings: string[] }
@@ -57,6 +92,7 @@ const PLAIN_KEY = /^[A-Za-z0-9_-]+$/;
 const URL_SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):/;
 /** Keys that a JavaScript object cannot hold as plain data without surprises. */
 const RESERVED_KEYS = new Set(["__proto__"]);
+const NUL_MESSAGE = "must not contain NUL bytes";
 
 /**
  * Validates and normalizes a task sent by a client (the parsed JSON body of
@@ -78,6 +114,7 @@ export function validateTask(body: unknown, options: ValidateTaskOptions = {}): 
     maxContentBytes = DEFAULT_MAX_CONTENT_BYTES,
     supportedBackendParameters = [],
     allowedUrlSchemes,
+    fileAllowList,
   } = options;
   if (!isObject(body)) {
     return { ok: false, problems: [{ path: "", message: "task must be a JSON object" }] };
@@ -88,7 +125,8 @@ export function validateTask(body: unknown, options: ValidateTaskOptions = {}): 
   if (countProblems.length > 0) return { ok: false, problems: countProblems };
 
   const problems: ValidationProblem[] = [];
-  const parsed = TesTaskRequestSchema.safeParse(body, { error: issueMessage });
+  const task = withoutNulls(body);
+  const parsed = TesTaskRequestSchema.safeParse(task, { error: issueMessage });
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       problems.push({ path: formatPath(issue.path), message: issue.message });
@@ -99,8 +137,8 @@ export function validateTask(body: unknown, options: ValidateTaskOptions = {}): 
   const schemes = allowedUrlSchemes === undefined
     ? undefined
     : new Set(allowedUrlSchemes.map((scheme) => scheme.toLowerCase()));
-  const rules = new Rules(problems, { maxContentBytes, supported, schemes });
-  rules.task(body);
+  const rules = new Rules(problems, { maxContentBytes, supported, schemes, fileAllowList });
+  rules.task(task);
 
   if (problems.length > 0 || !parsed.success) return { ok: false, problems: cap(problems) };
   return normalize(parsed.data, supported);
@@ -228,10 +266,110 @@ interface RuleOptions {
   maxContentBytes: number;
   supported: ReadonlySet<string>;
   schemes: ReadonlySet<string> | undefined;
+  fileAllowList: readonly string[] | undefined;
+}
+
+/** Optional fields of each object, where `null` means "absent" (protobuf JSON mapping). */
+const OPTIONAL_TASK_FIELDS = [
+  "id",
+  "state",
+  "name",
+  "description",
+  "inputs",
+  "outputs",
+  "resources",
+  "volumes",
+  "tags",
+  "logs",
+  "creation_time",
+];
+const OPTIONAL_INPUT_FIELDS = ["name", "description", "url", "type", "content", "streamable"];
+const OPTIONAL_OUTPUT_FIELDS = ["name", "description", "path_prefix", "type"];
+const OPTIONAL_RESOURCE_FIELDS = [
+  "cpu_cores",
+  "preemptible",
+  "ram_gb",
+  "disk_gb",
+  "zones",
+  "backend_parameters",
+  "backend_parameters_strict",
+];
+const OPTIONAL_EXECUTOR_FIELDS = ["workdir", "stdin", "stdout", "stderr", "env", "ignore_error"];
+
+/** A shallow copy of `object` without the listed keys whose value is `null`. */
+function dropNullFields(object: Obj, optional: readonly string[]): Obj {
+  const copy: Obj = { ...object };
+  for (const key of optional) {
+    if (Object.hasOwn(copy, key) && copy[key] === null) delete copy[key];
+  }
+  return copy;
+}
+
+/** A copy of a string map with each `null` value replaced (`""`) or, with `undefined`, dropped. */
+function replaceNullValues(map: Obj, replacement: string | undefined): Obj {
+  const entries: [string, unknown][] = [];
+  for (const [key, value] of Object.entries(map)) {
+    if (value !== null) entries.push([key, value]);
+    else if (replacement !== undefined) entries.push([key, replacement]);
+  }
+  return Object.fromEntries(entries);
+}
+
+function mapObjects(value: unknown, change: (item: Obj) => Obj): unknown {
+  return Array.isArray(value) ? value.map((item) => isObject(item) ? change(item) : item) : value;
 }
 
 /**
- * The rules beyond the shape. They read the raw body defensively: a field of the wrong type
+ * The body with `null` read as the protobuf JSON mapping reads it (Funnel, Cromwell): an
+ * optional field that is `null` is absent; a `null` tag or env value is `""`; a `null`
+ * backend parameter is not set. A required field that is `null` stays, and is reported.
+ * The body itself is not modified.
+ */
+function withoutNulls(body: Obj): Obj {
+  const task = dropNullFields(body, OPTIONAL_TASK_FIELDS);
+  if (isObject(task.tags)) task.tags = replaceNullValues(task.tags, "");
+  task.inputs = mapObjects(task.inputs, (input) => dropNullFields(input, OPTIONAL_INPUT_FIELDS));
+  task.outputs = mapObjects(
+    task.outputs,
+    (output) => dropNullFields(output, OPTIONAL_OUTPUT_FIELDS),
+  );
+  if (isObject(task.resources)) {
+    const resources = dropNullFields(task.resources, OPTIONAL_RESOURCE_FIELDS);
+    if (isObject(resources.backend_parameters)) {
+      resources.backend_parameters = replaceNullValues(resources.backend_parameters, undefined);
+    }
+    task.resources = resources;
+  }
+  task.executors = mapObjects(task.executors, (executor) => {
+    const copy = dropNullFields(executor, OPTIONAL_EXECUTOR_FIELDS);
+    if (isObject(copy.env)) copy.env = replaceNullValues(copy.env, "");
+    return copy;
+  });
+  for (const key of ["inputs", "outputs", "executors"]) {
+    if (task[key] === undefined) delete task[key];
+  }
+  return task;
+}
+
+/** Whether a `url` is a bare absolute host path (`/data/x`), not a network path (`//host/x`). */
+function isBarePath(url: string): boolean {
+  return url.startsWith("/") && !url.startsWith("//");
+}
+
+/** The stored form of a `url` that passed every rule: a bare path becomes a `file://` URL. */
+function storedUrl(url: string): string {
+  if (!isBarePath(url)) return url;
+  const result = fileUrlFromPath(url);
+  return result.ok ? result.value : url;
+}
+
+/** At most 64 characters of a value, for a message about it. */
+function preview(value: string): string {
+  return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+}
+
+/**
+ * The rules beyond the shape. They read the body defensively: a field of the wrong type
  * is already reported by zod, so each rule only looks at values of the type it expects.
  */
 class Rules {
@@ -248,13 +386,16 @@ class Rules {
   }
 
   task(body: Obj): void {
-    this.#each(body.inputs, ["inputs"], (input, path) => this.#input(input, path));
+    this.#text(body.name, ["name"], TES_STRING_LIMITS.name);
+    this.#text(body.description, ["description"], TES_STRING_LIMITS.description);
+    const inputPaths = new Map<string, number>();
+    this.#each(body.inputs, ["inputs"], (input, path) => this.#input(input, path, inputPaths));
     this.#each(body.outputs, ["outputs"], (output, path) => this.#output(output, path));
     this.#each(body.executors, ["executors"], (executor, path) => this.#executor(executor, path));
     if (Array.isArray(body.volumes)) {
       body.volumes.forEach((volume: unknown, i) => this.#path(volume, ["volumes", i]));
     }
-    this.#mapKeys(body.tags, ["tags"]);
+    this.#map(body.tags, ["tags"], TES_STRING_LIMITS.tagKey, TES_STRING_LIMITS.tagValue);
     if (isObject(body.resources)) this.#resources(body.resources, ["resources"]);
   }
 
@@ -265,83 +406,138 @@ class Rules {
     });
   }
 
-  /** An absolute path inside the container. */
-  #path(value: unknown, path: Path): void {
-    if (typeof value !== "string") return;
-    if (value.includes("\0")) this.#add(path, "must not contain NUL bytes");
-    else if (!value.startsWith("/")) this.#add(path, "must be an absolute path");
-    else if (value.split("/").includes("..")) this.#add(path, 'must not contain ".." segments');
+  /**
+   * A string without NUL and within `limit` UTF-8 bytes (no limit when `undefined`).
+   * @returns `true` when `value` is such a string, so that further rules may read it.
+   */
+  #text(value: unknown, path: Path, limit: number | undefined): value is string {
+    if (typeof value !== "string") return false;
+    if (value.includes("\0")) {
+      this.#add(path, NUL_MESSAGE);
+      return false;
+    }
+    if (limit !== undefined) {
+      const size = utf8Length(value, limit);
+      if (size > limit) {
+        this.#add(path, `too long: ${size} bytes (at most ${limit})`);
+        return false;
+      }
+    }
+    return true;
   }
 
-  #noNul(value: unknown, path: Path): void {
-    if (typeof value === "string" && value.includes("\0")) {
-      this.#add(path, "must not contain NUL bytes");
+  /** An absolute path inside the container. */
+  #path(value: unknown, path: Path): value is string {
+    if (!this.#text(value, path, TES_STRING_LIMITS.path)) return false;
+    if (!value.startsWith("/")) this.#add(path, "must be an absolute path");
+    else if (value.split("/").includes("..")) this.#add(path, 'must not contain ".." segments');
+    else return true;
+    return false;
+  }
+
+  /** The `path` of an input or output: an absolute path, not the root directory. */
+  #filePath(value: unknown, path: Path): string | undefined {
+    if (!this.#path(value, path)) return undefined;
+    const normalized = normalizeAbsolutePath(value);
+    if (!normalized.ok) return undefined;
+    if (normalized.value === "/") {
+      this.#add(path, "must not be the root directory /");
+      return undefined;
     }
+    return normalized.value;
   }
 
   #url(value: unknown, path: Path): void {
-    if (typeof value !== "string") return;
-    if (value.includes("\0")) return this.#add(path, "must not contain NUL bytes");
-    const schemes = this.#options.schemes;
-    if (schemes === undefined) return;
-    const scheme = URL_SCHEME.exec(value)?.[1]?.toLowerCase();
-    const accepted = [...schemes].join(", ") || "none";
-    if (scheme === undefined) {
-      this.#add(path, `must be a URL with a scheme (accepted: ${accepted})`);
-    } else if (!schemes.has(scheme)) {
-      this.#add(path, `URL scheme "${scheme}" is not supported (accepted: ${accepted})`);
+    if (!this.#text(value, path, TES_STRING_LIMITS.url)) return;
+    let url = value;
+    if (isBarePath(value)) {
+      const converted = fileUrlFromPath(value);
+      if (!converted.ok) return this.#add(path, `${converted.message} (bare host path)`);
+      url = converted.value;
     }
+    const scheme = URL_SCHEME.exec(url)?.[1]?.toLowerCase();
+    if (scheme === undefined) {
+      return this.#add(
+        path,
+        "must be a URL with a scheme (for example s3://bucket/key) or an absolute host path",
+      );
+    }
+    const schemes = this.#options.schemes;
+    if (schemes !== undefined && !schemes.has(scheme)) {
+      const accepted = [...schemes].join(", ") || "none";
+      return this.#add(path, `URL scheme "${scheme}" is not supported (accepted: ${accepted})`);
+    }
+    if (scheme === "file") this.#fileUrl(url, path);
   }
 
-  #input(input: Obj, path: Path): void {
-    this.#path(input.path, [...path, "path"]);
+  #fileUrl(url: string, path: Path): void {
+    const hostPath = filePathFromUrl(url);
+    if (!hostPath.ok) return this.#add(path, hostPath.message);
+    const allowList = this.#options.fileAllowList;
+    if (allowList === undefined || isInsideFolders(hostPath.value, allowList)) return;
+    this.#add(
+      path,
+      allowList.length === 0
+        ? "outside the allowed folders: this server allows no file:// URLs or host paths"
+        : `outside the allowed folders (${allowList.join(", ")})`,
+    );
+  }
+
+  #input(input: Obj, path: Path, seen: Map<string, number>): void {
+    const index = path[path.length - 1];
+    const inputPath = this.#filePath(input.path, [...path, "path"]);
+    if (inputPath !== undefined && typeof index === "number") {
+      const first = seen.get(inputPath);
+      if (first === undefined) seen.set(inputPath, index);
+      else this.#add([...path, "path"], `duplicates ${formatPath(["inputs", first, "path"])}`);
+    }
+    this.#text(input.name, [...path, "name"], TES_STRING_LIMITS.name);
+    this.#text(input.description, [...path, "description"], TES_STRING_LIMITS.description);
     const hasUrl = typeof input.url === "string" && input.url !== "";
     const hasContent = input.content !== undefined;
     if (!hasUrl && !hasContent) this.#add([...path, "url"], "required unless content is set");
     if (hasUrl) this.#url(input.url, [...path, "url"]);
-    if (typeof input.content === "string") {
+    if (this.#text(input.content, [...path, "content"], undefined)) {
       if (input.type === "DIRECTORY") {
         this.#add([...path, "content"], "only allowed when type is FILE");
       }
       const max = this.#options.maxContentBytes;
-      // UTF-8 takes at most 3 bytes per UTF-16 unit: skip encoding when it cannot be too long.
-      if (input.content.length * 3 > max) {
-        const bytes = new TextEncoder().encode(input.content).byteLength;
-        if (bytes > max) {
-          this.#add(
-            [...path, "content"],
-            `too large: ${bytes} bytes (at most ${max} bytes of inline content)`,
-          );
-        }
+      const bytes = utf8Length(input.content, max);
+      if (bytes > max) {
+        this.#add(
+          [...path, "content"],
+          `too large: ${bytes} bytes (at most ${max} bytes of inline content)`,
+        );
       }
     }
   }
 
   #output(output: Obj, path: Path): void {
     const outPath = output.path;
-    this.#path(outPath, [...path, "path"]);
+    const pathOk = this.#filePath(outPath, [...path, "path"]) !== undefined;
+    this.#text(output.name, [...path, "name"], TES_STRING_LIMITS.name);
+    this.#text(output.description, [...path, "description"], TES_STRING_LIMITS.description);
     if (output.url === "") this.#add([...path, "url"], "must not be empty");
     else this.#url(output.url, [...path, "url"]);
     const prefix = output.path_prefix;
-    this.#noNul(prefix, [...path, "path_prefix"]);
-    if (typeof outPath !== "string") return;
-    if (WILDCARD.test(outPath)) {
-      if (prefix === undefined) {
-        this.#add([...path, "path_prefix"], "required when path holds wildcards (*, ?, [)");
-      }
-      if (output.type === "FILE") {
-        this.#add([...path, "type"], "must be DIRECTORY when path holds wildcards (*, ?, [)");
-      }
+    const prefixOk = this.#text(prefix, [...path, "path_prefix"], TES_STRING_LIMITS.path);
+    if (!pathOk || typeof outPath !== "string") return;
+    // Any type (or none) is accepted with wildcards: Nextflow and py-tes send FILE, and the
+    // transporter expands a wildcard path whatever the type.
+    if (WILDCARD.test(outPath) && prefix === undefined) {
+      this.#add([...path, "path_prefix"], "required when path holds wildcards (*, ?, [)");
     }
-    if (typeof prefix === "string" && !outPath.startsWith(prefix)) {
+    if (prefixOk && !outPath.startsWith(prefix)) {
       this.#add([...path, "path_prefix"], `must be a prefix of path ${JSON.stringify(outPath)}`);
     }
   }
 
   #executor(executor: Obj, path: Path): void {
-    this.#noNul(executor.image, [...path, "image"]);
+    this.#text(executor.image, [...path, "image"], TES_STRING_LIMITS.image);
     if (Array.isArray(executor.command)) {
-      executor.command.forEach((arg: unknown, i) => this.#noNul(arg, [...path, "command", i]));
+      executor.command.forEach((arg: unknown, i) =>
+        this.#text(arg, [...path, "command", i], undefined)
+      );
       if (executor.command[0] === "") {
         this.#add([...path, "command", 0], "must name the program to run");
       }
@@ -351,29 +547,57 @@ class Rules {
     }
     const env = executor.env;
     if (isObject(env)) {
-      this.#mapKeys(env, [...path, "env"]);
-      for (const [key, value] of Object.entries(env)) {
+      const envPath = [...path, "env"];
+      this.#map(env, envPath, TES_STRING_LIMITS.envKey, undefined, (key) => {
         if (!ENV_NAME.test(key)) {
-          this.#add([...path, "env", key], "not a valid environment variable name");
+          this.#add([...envPath, key], "not a valid environment variable name");
         }
-        this.#noNul(value, [...path, "env", key]);
+      });
+    }
+  }
+
+  /**
+   * The keys and string values of a map: no reserved key, no NUL, within the limits. A key
+   * over its limit is reported at the map's path, so that the problem does not echo it whole.
+   */
+  #map(
+    map: unknown,
+    path: Path,
+    keyLimit: number,
+    valueLimit: number | undefined,
+    checkKey?: (key: string) => void,
+  ): void {
+    if (!isObject(map)) return;
+    for (const [key, value] of Object.entries(map)) {
+      const size = utf8Length(key, keyLimit);
+      if (size > keyLimit) {
+        this.#add(path, `key ${preview(key)} too long: ${size} bytes (at most ${keyLimit})`);
+      } else if (key.includes("\0")) {
+        this.#add([...path, key], `key ${NUL_MESSAGE}`);
+      } else if (RESERVED_KEYS.has(key)) {
+        this.#add([...path, key], "reserved key not allowed");
+      } else {
+        checkKey?.(key);
+        this.#text(value, [...path, key], valueLimit);
       }
     }
   }
 
-  /** Map keys that would be lost or dangerous in a plain object. */
-  #mapKeys(map: unknown, path: Path): void {
-    if (!isObject(map)) return;
-    for (const key of Object.keys(map)) {
-      if (RESERVED_KEYS.has(key)) this.#add([...path, key], "reserved key not allowed");
-    }
-  }
-
   #resources(resources: Obj, path: Path): void {
+    if (Array.isArray(resources.zones)) {
+      resources.zones.forEach((zone: unknown, i) =>
+        this.#text(zone, [...path, "zones", i], TES_STRING_LIMITS.zone)
+      );
+    }
     const params = resources.backend_parameters;
     if (!isObject(params)) return;
     const paramsPath = [...path, "backend_parameters"];
-    this.#mapKeys(params, paramsPath);
+    this.#map(
+      params,
+      paramsPath,
+      TES_STRING_LIMITS.backendParameterKey,
+      TES_STRING_LIMITS.backendParameterValue,
+    );
     if (resources.backend_parameters_strict !== true) return;
     const supported = this.#options.supported;
     for (const key of Object.keys(params)) {
@@ -392,11 +616,16 @@ function normalize(task: TesTask, supported: ReadonlySet<string>): ValidationRes
   const warnings: string[] = [];
   const out: TesTask = { ...task };
   if (task.inputs !== undefined) {
-    out.inputs = task.inputs.map((input) => ({ ...input, type: input.type ?? "FILE" }));
+    out.inputs = task.inputs.map((input) => {
+      const stored: TesInput = { ...input, type: input.type ?? "FILE" };
+      if (input.url !== undefined) stored.url = storedUrl(input.url);
+      return stored;
+    });
   }
   if (task.outputs !== undefined) {
     out.outputs = task.outputs.map((output) => ({
       ...output,
+      url: storedUrl(output.url),
       type: output.type ?? (WILDCARD.test(output.path) ? "DIRECTORY" : "FILE"),
     }));
   }

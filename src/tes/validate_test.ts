@@ -9,6 +9,7 @@ import {
   type ValidationProblem,
 } from "./validate.ts";
 import type { TesTask } from "./model.ts";
+import { TES_STRING_LIMITS } from "./limits.ts";
 
 type Json = Record<string, unknown>;
 
@@ -73,9 +74,9 @@ Deno.test("validateTask() refuses an empty executor list", () => {
 });
 
 Deno.test("validateTask() names the received type of a wrongly typed field", () => {
-  const list = problems(task({ name: 5, description: null, volumes: "/data" }));
+  const list = problems(task({ name: 5, description: true, volumes: "/data" }));
   equal(problemAt(list, "name"), "expected string, got number");
-  equal(problemAt(list, "description"), "expected string, got null");
+  equal(problemAt(list, "description"), "expected string, got boolean");
   equal(problemAt(list, "volumes"), "expected array, got string");
 });
 
@@ -256,11 +257,25 @@ Deno.test("validateTask() requires path_prefix for each wildcard character", () 
   }
 });
 
-Deno.test("validateTask() refuses a wildcard output of type FILE", () => {
-  const list = problems(task({
-    outputs: [{ url: "s3://b/o", path: "/out/*", path_prefix: "/out/", type: "FILE" }],
-  }));
-  ok(problemAt(list, "outputs[0].type").startsWith("must be DIRECTORY"));
+Deno.test("validateTask() accepts a wildcard output of type FILE as Nextflow sends it", () => {
+  // nf-ga4gh's TesExecutor sends glob outputs like this; py-tes' Output defaults type to FILE.
+  const output = {
+    path: "/work/*.csv",
+    path_prefix: "/work",
+    url: "file:///x/workdir",
+    type: "FILE",
+  };
+  deepStrictEqual(accepted(task({ outputs: [output] })).task.outputs, [{
+    url: "file:///x/workdir",
+    path: "/work/*.csv",
+    path_prefix: "/work",
+    type: "FILE",
+  }]);
+});
+
+Deno.test("validateTask() still requires path_prefix on a wildcard output of type FILE", () => {
+  const list = problems(task({ outputs: [{ url: "s3://b/o", path: "/out/*", type: "FILE" }] }));
+  ok(problemAt(list, "outputs[0].path_prefix").startsWith("required"));
 });
 
 Deno.test("validateTask() refuses a path_prefix that is not a prefix of the path", () => {
@@ -363,9 +378,9 @@ Deno.test("validateTask() refuses invalid environment variable names", () => {
 });
 
 Deno.test("validateTask() refuses non-string env values naming the key", () => {
-  const list = problems(withExecutor({ env: { A: 1, B: null, C: { x: "y" } } }));
+  const list = problems(withExecutor({ env: { A: 1, B: false, C: { x: "y" } } }));
   equal(problemAt(list, "executors[0].env.A"), "expected string, got number");
-  equal(problemAt(list, "executors[0].env.B"), "expected string, got null");
+  equal(problemAt(list, "executors[0].env.B"), "expected string, got boolean");
   equal(problemAt(list, "executors[0].env.C"), "expected string, got object");
 });
 
@@ -533,6 +548,443 @@ Deno.test("validateTask() does not modify the body it was given", () => {
   const copy = structuredClone(body);
   accepted(body);
   deepStrictEqual(body, copy);
+});
+
+// --- null values (Cromwell, protobuf JSON mapping) --------------------------------------
+
+Deno.test("validateTask() stores a null tag value as an empty string", () => {
+  // Cromwell's TES backend sends "parent_workflow_id": null for a root workflow.
+  const { task: out } = accepted(task({ tags: { workflow_id: "w1", parent_workflow_id: null } }));
+  deepStrictEqual(out.tags, { workflow_id: "w1", parent_workflow_id: "" });
+});
+
+Deno.test("validateTask() stores a null env value as an empty string", () => {
+  const { task: out } = accepted(withExecutor({ env: { A: "1", B: null } }));
+  deepStrictEqual(out.executors[0]?.env, { A: "1", B: "" });
+});
+
+Deno.test("validateTask() drops a null backend parameter as not set", () => {
+  const options = { supportedBackendParameters: ["vm_size", "queue"] };
+  const { task: out, warnings } = accepted(
+    task({ resources: { backend_parameters: { vm_size: "big", queue: null } } }),
+    options,
+  );
+  deepStrictEqual(out.resources?.backend_parameters, { vm_size: "big" });
+  deepStrictEqual(warnings, []);
+});
+
+Deno.test("validateTask() reads null in every optional field as absent", () => {
+  const body = {
+    id: null,
+    state: null,
+    name: null,
+    description: null,
+    volumes: null,
+    tags: null,
+    logs: null,
+    creation_time: null,
+    inputs: [
+      {
+        name: null,
+        description: null,
+        url: "s3://b/a",
+        path: "/a",
+        type: null,
+        content: null,
+        streamable: null,
+      },
+      { url: null, path: "/b", content: "x" },
+    ],
+    outputs: [{
+      name: null,
+      description: null,
+      url: "s3://b/o",
+      path: "/o",
+      path_prefix: null,
+      type: null,
+    }],
+    resources: {
+      cpu_cores: null,
+      preemptible: null,
+      ram_gb: null,
+      disk_gb: null,
+      zones: null,
+      backend_parameters: null,
+      backend_parameters_strict: null,
+    },
+    executors: [{
+      image: "alpine",
+      command: ["true"],
+      workdir: null,
+      stdin: null,
+      stdout: null,
+      stderr: null,
+      env: null,
+      ignore_error: null,
+    }],
+  };
+  const copy = structuredClone(body);
+  deepStrictEqual(accepted(body).task, {
+    inputs: [
+      { url: "s3://b/a", path: "/a", type: "FILE" },
+      { path: "/b", content: "x", type: "FILE" },
+    ],
+    outputs: [{ url: "s3://b/o", path: "/o", type: "FILE" }],
+    resources: {},
+    executors: [{ image: "alpine", command: ["true"] }],
+  });
+  deepStrictEqual(body, copy, "the body itself is not modified");
+});
+
+Deno.test("validateTask() still refuses null in a required field", () => {
+  const list = problems({
+    executors: [{ image: null, command: null }],
+    inputs: [{ path: null, url: "s3://b/a" }, { path: "/b", url: null }],
+    outputs: [{ path: "/o", url: null }],
+  });
+  equal(problemAt(list, "executors[0].image"), "expected string, got null");
+  equal(problemAt(list, "executors[0].command"), "expected array, got null");
+  equal(problemAt(list, "inputs[0].path"), "expected string, got null");
+  equal(problemAt(list, "inputs[1].url"), "required unless content is set");
+  equal(problemAt(list, "outputs[0].url"), "expected string, got null");
+  equal(problemAt(problems({ executors: null }), "executors"), "expected array, got null");
+});
+
+Deno.test("validateTask() refuses null inside lists", () => {
+  const list = problems(task({ volumes: [null], resources: { zones: [null] } }));
+  equal(problemAt(list, "volumes[0]"), "expected string, got null");
+  equal(problemAt(list, "resources.zones[0]"), "expected string, got null");
+});
+
+// --- bare host paths as url (Cromwell, the specification's example) ---------------------
+
+Deno.test("validateTask() stores a bare absolute url as a file:// URL", () => {
+  const { task: out } = accepted(task({
+    inputs: [{ path: "/in/file", url: "/path/to/my/file" }],
+    outputs: [{ path: "/out/x", url: "/results/x" }],
+  }));
+  equal(out.inputs?.[0]?.url, "file:///path/to/my/file");
+  equal(out.outputs?.[0]?.url, "file:///results/x");
+});
+
+Deno.test("validateTask() percent-encodes a bare path so that it reads back to the same path", () => {
+  const hostPath = "/data/run 1/50% #a?b/é.txt";
+  const { task: out } = accepted(task({ inputs: [{ path: "/in", url: hostPath }] }));
+  const url = out.inputs?.[0]?.url ?? "";
+  equal(url, "file:///data/run%201/50%25%20%23a%3Fb/%C3%A9.txt");
+  // Decoded the way src/storage/file/file_storage.ts decodes it.
+  equal(url.slice("file://".length).split("/").map(decodeURIComponent).join("/"), hostPath);
+});
+
+Deno.test("validateTask() leaves URLs with a scheme as they are", () => {
+  const urls = ["s3://b/k", "file:///data/a%20b", "https://h/p?q=1#f"];
+  const { task: out } = accepted(task({
+    inputs: urls.map((url, i) => ({ path: `/in/${i}`, url })),
+  }));
+  deepStrictEqual(out.inputs?.map((input) => input.url), urls);
+});
+
+Deno.test("validateTask() refuses a bare url with .. segments and a relative url", () => {
+  const list = problems(task({
+    inputs: [
+      { path: "/a", url: "/data/../etc/passwd" },
+      { path: "/b", url: "data/file" },
+      { path: "/c", url: "//server/share/file" },
+    ],
+    outputs: [{ path: "/o", url: "./out" }],
+  }));
+  ok(problemAt(list, "inputs[0].url").startsWith('must not contain ".." segments'));
+  ok(problemAt(list, "inputs[1].url").startsWith("must be a URL with a scheme"));
+  ok(problemAt(list, "inputs[2].url").startsWith("must be a URL with a scheme"));
+  ok(problemAt(list, "outputs[0].url").startsWith("must be a URL with a scheme"));
+});
+
+Deno.test("validateTask() checks a bare url against allowedUrlSchemes as file", () => {
+  const list = problems(task({ inputs: [{ path: "/a", url: "/data/a" }] }), {
+    allowedUrlSchemes: ["s3"],
+  });
+  equal(problemAt(list, "inputs[0].url"), 'URL scheme "file" is not supported (accepted: s3)');
+  accepted(task({ inputs: [{ path: "/a", url: "/data/a" }] }), { allowedUrlSchemes: ["file"] });
+});
+
+Deno.test("validateTask() refuses file:// URLs the file adapter would not read", () => {
+  const list = problems(task({
+    inputs: [
+      { path: "/a", url: "file:///data/%2e%2e/etc" },
+      { path: "/b", url: "file:///data/%zz" },
+      { path: "/c", url: "file:///data/a?b" },
+      { path: "/d", url: "file:///data/a%2Fb" },
+    ],
+  }));
+  ok(problemAt(list, "inputs[0].url").includes('".."'));
+  ok(problemAt(list, "inputs[1].url").includes("percent-encoding"));
+  ok(problemAt(list, "inputs[2].url").includes("query or fragment"));
+  ok(problemAt(list, "inputs[3].url").includes('encode "/"'));
+});
+
+// --- fileAllowList -----------------------------------------------------------------------
+
+Deno.test("validateTask() accepts file URLs and bare paths inside fileAllowList", () => {
+  const options = { fileAllowList: ["/data", "/tmp/work/"] };
+  accepted(
+    task({
+      inputs: [
+        { path: "/a", url: "file:///data/a" },
+        { path: "/b", url: "/tmp/work/b" },
+        { path: "/c", url: "file://localhost/data" },
+        { path: "/d", url: "file:///tmp//work/x/" },
+        { path: "/e", url: "/tmp/work/./y" },
+      ],
+      outputs: [{ path: "/o", url: "FILE:///data/out/" }],
+    }),
+    options,
+  );
+});
+
+Deno.test("validateTask() refuses file URLs outside fileAllowList, naming the folders", () => {
+  const options = { fileAllowList: ["/data", "/tmp"] };
+  const list = problems(
+    task({
+      inputs: [
+        { path: "/a", url: "file:///etc/passwd" },
+        { path: "/b", url: "/tmpx/b" },
+        { path: "/c", url: "file:///datafile" },
+      ],
+      outputs: [{ path: "/o", url: "file:///" }],
+    }),
+    options,
+  );
+  equal(problemAt(list, "inputs[0].url"), "outside the allowed folders (/data, /tmp)");
+  equal(problemAt(list, "inputs[1].url"), "outside the allowed folders (/data, /tmp)");
+  equal(problemAt(list, "inputs[2].url"), "outside the allowed folders (/data, /tmp)");
+  equal(problemAt(list, "outputs[0].url"), "outside the allowed folders (/data, /tmp)");
+});
+
+Deno.test("validateTask() compares decoded paths with fileAllowList", () => {
+  const options = { fileAllowList: ["/my data"] };
+  accepted(task({ inputs: [{ path: "/a", url: "file:///my%20data/x" }] }), options);
+  accepted(task({ inputs: [{ path: "/a", url: "/my data/x" }] }), options);
+  problems(task({ inputs: [{ path: "/a", url: "file:///my%20datax" }] }), options);
+});
+
+Deno.test("validateTask() refuses a file URL with a remote host", () => {
+  const list = problems(task({ inputs: [{ path: "/a", url: "file://server/data/a" }] }), {
+    fileAllowList: ["/"],
+  });
+  ok(problemAt(list, "inputs[0].url").includes('host "server"'));
+});
+
+Deno.test("validateTask() refuses every file URL with an empty fileAllowList", () => {
+  const list = problems(
+    task({
+      inputs: [{ path: "/a", url: "file:///data/a" }, { path: "/b", url: "/data/b" }],
+    }),
+    { fileAllowList: [] },
+  );
+  ok(problemAt(list, "inputs[0].url").startsWith("outside the allowed folders"));
+  ok(problemAt(list, "inputs[1].url").startsWith("outside the allowed folders"));
+  accepted(task({ inputs: [{ path: "/a", url: "s3://b/a" }] }), { fileAllowList: [] });
+});
+
+Deno.test("validateTask() allows everything local with fileAllowList ['/']", () => {
+  accepted(task({ inputs: [{ path: "/a", url: "file:///etc/hosts" }] }), { fileAllowList: ["/"] });
+});
+
+// --- duplicate and root paths ------------------------------------------------------------
+
+Deno.test("validateTask() refuses duplicate input paths, naming the first", () => {
+  const list = problems(task({
+    inputs: [
+      { path: "/a", url: "s3://b/a" },
+      { path: "/b", url: "s3://b/b" },
+      { path: "/c", url: "s3://b/c" },
+      { path: "/b", url: "s3://b/other" },
+      { path: "//b/", content: "x" },
+    ],
+  }));
+  equal(problemAt(list, "inputs[3].path"), "duplicates inputs[1].path");
+  equal(problemAt(list, "inputs[4].path"), "duplicates inputs[1].path");
+  equal(list.length, 2);
+});
+
+Deno.test("validateTask() names only the first of many equal input paths", () => {
+  // One problem per duplicate (not per pair): the check stays linear in the number of inputs.
+  const inputs = Array.from({ length: MAX_TASK_ITEMS }, () => ({ path: "/same", url: "s3://b/a" }));
+  const list = validateTask(task({ inputs }));
+  ok(!list.ok);
+  equal(list.problems.length, MAX_PROBLEMS + 1);
+  deepStrictEqual(list.problems[0], {
+    path: "inputs[1].path",
+    message: "duplicates inputs[0].path",
+  });
+  deepStrictEqual(list.problems.at(-1), {
+    path: "",
+    message: `${MAX_TASK_ITEMS - 1 - MAX_PROBLEMS} more problems not shown`,
+  });
+});
+
+Deno.test("validateTask() refuses the root directory as an input or output path", () => {
+  const list = problems(task({
+    inputs: [{ path: "/", url: "s3://b/a" }, { path: "//", url: "s3://b/a" }],
+    outputs: [{ path: "/.", url: "s3://b/o", type: "DIRECTORY" }],
+  }));
+  equal(problemAt(list, "inputs[0].path"), "must not be the root directory /");
+  equal(problemAt(list, "inputs[1].path"), "must not be the root directory /");
+  equal(problemAt(list, "outputs[0].path"), "must not be the root directory /");
+});
+
+Deno.test("validateTask() accepts path_prefix / on a wildcard output", () => {
+  accepted(task({ outputs: [{ path: "/*.txt", path_prefix: "/", url: "s3://b/o/" }] }));
+});
+
+// --- NUL characters everywhere -----------------------------------------------------------
+
+Deno.test("validateTask() refuses a NUL character in every string field, naming it", () => {
+  const n = "x\u0000y";
+  const body = {
+    name: n,
+    description: n,
+    tags: { [n]: "v", ok: n },
+    inputs: [
+      { name: n, description: n, path: "/a", url: n },
+      { path: "/b", content: n },
+    ],
+    outputs: [{ name: n, description: n, path: `/o${n}`, path_prefix: n, url: n }],
+    resources: { zones: [n], backend_parameters: { [n]: "v", ok: n } },
+    executors: [{
+      image: n,
+      command: [n],
+      workdir: `/${n}`,
+      stdin: `/${n}`,
+      stdout: `/${n}`,
+      stderr: `/${n}`,
+      env: { [n]: "v", OK: n },
+    }],
+    volumes: [`/${n}`],
+  };
+  const list = problems(body);
+  const key = JSON.stringify(n);
+  for (
+    const path of [
+      "name",
+      "description",
+      "tags.ok",
+      "inputs[0].name",
+      "inputs[0].description",
+      "inputs[0].url",
+      "inputs[1].content",
+      "outputs[0].name",
+      "outputs[0].description",
+      "outputs[0].path",
+      "outputs[0].path_prefix",
+      "outputs[0].url",
+      "resources.zones[0]",
+      "resources.backend_parameters.ok",
+      "executors[0].image",
+      "executors[0].command[0]",
+      "executors[0].workdir",
+      "executors[0].stdin",
+      "executors[0].stdout",
+      "executors[0].stderr",
+      "executors[0].env.OK",
+      "volumes[0]",
+    ]
+  ) {
+    equal(problemAt(list, path), "must not contain NUL bytes", path);
+  }
+  for (const map of ["tags", "resources.backend_parameters", "executors[0].env"]) {
+    equal(problemAt(list, `${map}[${key}]`), "key must not contain NUL bytes", map);
+  }
+});
+
+// --- size limits -------------------------------------------------------------------------
+
+Deno.test("validateTask() refuses every string field over its limit, naming the limit", () => {
+  const L = TES_STRING_LIMITS;
+  const over = (limit: number): string => "a".repeat(limit + 1);
+  const body = {
+    name: over(L.name),
+    description: over(L.description),
+    tags: { t: over(L.tagValue) },
+    inputs: [{
+      name: over(L.name),
+      description: over(L.description),
+      path: `/${over(L.path)}`,
+      url: `s3://${over(L.url)}`,
+    }],
+    outputs: [{ path: "/o", path_prefix: `/${over(L.path)}`, url: "s3://b/o" }],
+    resources: { zones: [over(L.zone)], backend_parameters: { p: over(L.backendParameterValue) } },
+    executors: [{ image: over(L.image), command: ["x"], workdir: `/${over(L.path)}` }],
+    volumes: [`/${over(L.path)}`],
+  };
+  const list = problems(body);
+  const expect: [string, number, number][] = [
+    ["name", L.name + 1, L.name],
+    ["description", L.description + 1, L.description],
+    ["tags.t", L.tagValue + 1, L.tagValue],
+    ["inputs[0].name", L.name + 1, L.name],
+    ["inputs[0].description", L.description + 1, L.description],
+    ["inputs[0].path", L.path + 2, L.path],
+    ["inputs[0].url", L.url + 6, L.url],
+    ["outputs[0].path_prefix", L.path + 2, L.path],
+    ["resources.zones[0]", L.zone + 1, L.zone],
+    ["resources.backend_parameters.p", L.backendParameterValue + 1, L.backendParameterValue],
+    ["executors[0].image", L.image + 1, L.image],
+    ["executors[0].workdir", L.path + 2, L.path],
+    ["volumes[0]", L.path + 2, L.path],
+  ];
+  for (const [path, size, limit] of expect) {
+    equal(problemAt(list, path), `too long: ${size} bytes (at most ${limit})`, path);
+  }
+});
+
+Deno.test("validateTask() accepts every string field exactly at its limit", () => {
+  const L = TES_STRING_LIMITS;
+  const at = (limit: number): string => "a".repeat(limit);
+  accepted({
+    name: at(L.name),
+    description: at(L.description),
+    tags: { [at(L.tagKey)]: at(L.tagValue) },
+    inputs: [{ name: at(L.name), path: `/${at(L.path - 1)}`, url: `s3://${at(L.url - 5)}` }],
+    resources: {
+      zones: [at(L.zone)],
+      backend_parameters: { [at(L.backendParameterKey)]: at(L.backendParameterValue) },
+    },
+    executors: [{ image: at(L.image), command: ["x"], env: { [at(L.envKey)]: "v" } }],
+  }, { supportedBackendParameters: [at(L.backendParameterKey)] });
+});
+
+Deno.test("validateTask() counts limits in UTF-8 bytes", () => {
+  // 1025 "é" are 1025 UTF-16 units but 2050 UTF-8 bytes, over the 2048 of a name.
+  const list = problems(task({ name: "é".repeat(1025) }));
+  equal(problemAt(list, "name"), `too long: 2050 bytes (at most ${TES_STRING_LIMITS.name})`);
+  accepted(task({ name: "é".repeat(1024) }));
+});
+
+Deno.test("validateTask() reports an over-long map key at the map, not echoing it whole", () => {
+  const L = TES_STRING_LIMITS;
+  const key = (limit: number): string => "k".repeat(limit + 1);
+  const list = problems({
+    tags: { [key(L.tagKey)]: "v" },
+    resources: { backend_parameters: { [key(L.backendParameterKey)]: "v" } },
+    executors: [{ image: "a", command: ["x"], env: { [key(L.envKey)]: "v" } }],
+  });
+  for (
+    const [path, limit] of [
+      ["tags", L.tagKey],
+      ["resources.backend_parameters", L.backendParameterKey],
+      ["executors[0].env", L.envKey],
+    ] as const
+  ) {
+    const message = problemAt(list, path);
+    ok(message.endsWith(`too long: ${limit + 1} bytes (at most ${limit})`), message);
+    ok(message.length < 200, message);
+  }
+});
+
+Deno.test("validateTask() keeps the content limit separate from the string limits", () => {
+  const content = "a".repeat(TES_STRING_LIMITS.description * 2);
+  accepted(task({ inputs: [{ path: "/a", content }] }));
 });
 
 // --- formatProblems ----------------------------------------------------------------------
