@@ -368,7 +368,7 @@ Deno.test("transporter outputs reports executors and uploads FILE, DIRECTORY and
   });
 });
 
-Deno.test("transporter outputs uploads the others and exits 1 when an output is missing", async () => {
+Deno.test("transporter outputs uploads the others and exits 1 when an upload fails", async () => {
   await withSandbox(async (s) => {
     await writeExecutorState(s, 0, {
       exit: 1,
@@ -398,10 +398,60 @@ Deno.test("transporter outputs uploads the others and exits 1 when an output is 
       { url: `file://${s.remote}/partial.txt`, path: `${s.pod}/partial.txt`, size_bytes: "7" },
     ]);
     assert.equal(await Deno.readTextFile(`${s.remote}/partial.txt`), "partial");
-    assert.match(report.error ?? "", /output #0 .*never\.txt/);
+    // A missing output is a warning, not the failure; the refused upload is.
+    assert.deepEqual(report.warnings, [
+      `output #0 (FILE ${s.pod}/never.txt): not found after the executors finished; ` +
+      "nothing uploaded",
+    ]);
+    assert.doesNotMatch(report.error ?? "", /never\.txt/);
     assert.match(report.error ?? "", /output #2 .*upload over http\(s\) is not supported/);
     assert.doesNotMatch(run.stdout + run.stderr, /SECRET/);
-    assert.match(await readTermination(s), /output #0/);
+    assert.match(await readTermination(s), /output #2/);
+  });
+});
+
+Deno.test("transporter outputs exits 0 and reports warnings for outputs that do not exist", async () => {
+  await withSandbox(async (s) => {
+    await writeExecutorState(s, 0, {
+      exit: 0,
+      start: new Date(),
+      end: new Date(),
+      stdout: "done\n",
+      stderr: "",
+    });
+    await Deno.mkdir(`${s.pod}/work`);
+    await Deno.writeTextFile(`${s.pod}/work/out.txt`, "out");
+    const run = await runTransporter(
+      s,
+      "outputs",
+      spec({
+        executors: [{ stdout: `${s.state}/exec-0.stdout`, stderr: `${s.state}/exec-0.stderr` }],
+        outputs: [
+          { url: `file://${s.remote}/out.txt`, path: `${s.pod}/work/out.txt`, type: "FILE" },
+          { url: `file://${s.remote}/opt.txt`, path: `${s.pod}/work/opt.txt`, type: "FILE" },
+          {
+            url: `file://${s.remote}/glob`,
+            path: `${s.pod}/work/*.vcf`,
+            path_prefix: `${s.pod}/work`,
+            type: "FILE",
+          },
+        ],
+      }),
+    );
+    assert.equal(run.code, 0, run.stderr);
+    const report = parseReport(run.stdout);
+    assert.equal(report.error, undefined);
+    assert.deepEqual(report.outputs, [
+      { url: `file://${s.remote}/out.txt`, path: `${s.pod}/work/out.txt`, size_bytes: "3" },
+    ]);
+    assert.deepEqual(report.warnings, [
+      `output #1 (FILE ${s.pod}/work/opt.txt): not found after the executors finished; ` +
+      "nothing uploaded",
+      `output #2 (FILE ${s.pod}/work/*.vcf): no path matches the pattern after the executors ` +
+      "finished; nothing uploaded",
+    ]);
+    assert.match(run.stderr, /output #1 .*opt\.txt.*nothing uploaded/);
+    await assert.rejects(readTermination(s), Deno.errors.NotFound);
   });
 });
 

@@ -10,7 +10,9 @@
  *   termination message file and exits 1.
  * - `outputs` reads what the executors did from the state directory, uploads every output
  *   (also after an executor failure), prints exactly one line `PLANETARY_REPORT {json}` to
- *   stdout, and exits 1 when any upload failed.
+ *   stdout, and exits 1 when any upload failed. An output that does not exist after the
+ *   executors (a wildcard that matches nothing) is not a failure: the report's `warnings`
+ *   name it, and the task's state comes from its executors.
  * - Both log progress to stderr (see `TransferProgress`): a line per finished file while there
  *   are at most 50 (or for any file of 64 MiB or more), running totals every 10 s, and a summary
  *   (files, bytes, MB/s) at the end.
@@ -130,6 +132,10 @@ async function runOutputs(specPath: string): Promise<number> {
     const result = await uploadOutputs(spec, { config: storageConfigFromEnv(), progress })
       .finally(() => progress.stop());
     report.outputs = result.outputs;
+    if (result.warnings.length > 0) {
+      report.warnings = result.warnings;
+      for (const warning of result.warnings) log(warning);
+    }
     log(summary("outputs", result.outputs.length, result.bytes, startedAt));
     if (result.errors.length > 0) {
       report.error = `uploading outputs failed: ${result.errors.join("; ")}`;

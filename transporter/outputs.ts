@@ -24,8 +24,18 @@ export interface UploadOutputsOptions {
 export interface UploadOutputsResult {
   /** Every uploaded file, in output order. */
   outputs: TransferReport["outputs"];
-  /** One reason per failure (missing file, refused URL, upload error), in output order. */
+  /**
+   * One reason per failure (an unreadable path, the wrong kind, a refused URL, an upload
+   * error), in output order. Any error fails the task.
+   */
   errors: string[];
+  /**
+   * One line per output that was absent after the executors finished (a FILE or DIRECTORY
+   * path that does not exist, a wildcard that matches nothing), in output order: nothing was
+   * uploaded for it, and it does not fail the task (TES 1.1 has no optional flag; Nextflow
+   * sends its optional outputs as plain FILE outputs and checks them itself, as Cromwell does).
+   */
+  warnings: string[];
   /** Bytes uploaded. */
   bytes: number;
 }
@@ -64,11 +74,36 @@ async function walkFiles(root: string): Promise<{ path: string; relativePath: st
   return files;
 }
 
+/** The output's path is absent: not an error (see {@linkcode UploadOutputsResult.warnings}). */
+class MissingOutput extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+    this.name = "MissingOutput";
+  }
+}
+
+function missingWarning(index: number, output: TransferOutput, reason: string): string {
+  return `output #${index} (${output.type} ${output.path}): ${reason} after the executors ` +
+    "finished; nothing uploaded";
+}
+
+/** `Deno.stat`, except that a path that does not exist is a {@linkcode MissingOutput}. */
+async function statOutput(path: string): Promise<Deno.FileInfo> {
+  try {
+    return await Deno.stat(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) throw new MissingOutput("not found");
+    throw error;
+  }
+}
+
 async function jobsForOutput(index: number, output: TransferOutput): Promise<Job[]> {
   if (hasWildcard(output.path)) {
     const prefix = (output.path_prefix ?? literalPrefix(output.path)).replace(/\/+$/, "");
     const jobs: Job[] = [];
-    for (const match of await expandWildcard(output.path)) {
+    const matches = await expandWildcard(output.path);
+    if (matches.length === 0) throw new MissingOutput("no path matches the pattern");
+    for (const match of matches) {
       if (match !== prefix && !match.startsWith(`${prefix}/`) && prefix !== "") {
         throw new Error(`match ${match} does not start with path_prefix ${prefix}`);
       }
@@ -93,7 +128,7 @@ async function jobsForOutput(index: number, output: TransferOutput): Promise<Job
     }
     return jobs;
   }
-  const info = await Deno.stat(output.path);
+  const info = await statOutput(output.path);
   if (output.type === "DIRECTORY") {
     if (!info.isDirectory) throw new Error(`${output.path} is not a directory`);
     return (await walkFiles(output.path)).map((file) => ({
@@ -113,12 +148,16 @@ async function jobsForOutput(index: number, output: TransferOutput): Promise<Job
  * Uploads every output, continuing past failures: a FILE is uploaded to its URL; a DIRECTORY
  * has each file under it uploaded to `url/<relative path>`; a wildcard `path` is expanded and
  * each match uploaded to `url/<match minus path_prefix>` (a matched directory uploads its
- * files). Without `path_prefix`, the pattern's leading literal directory is the prefix. A
- * missing file is recorded as an error for its output and the others still upload.
+ * files). Without `path_prefix`, the pattern's leading literal directory is the prefix.
+ *
+ * An output whose path does not exist (or a wildcard that matches nothing) is not an error:
+ * it gets a line in `warnings` and nothing is uploaded for it. Any other failure (a path that
+ * cannot be read, a directory declared FILE, a storage error) is recorded in `errors` for its
+ * output, and the other outputs still upload.
  *
  * @param spec The transfer spec.
  * @param options Storage configuration and parallelism.
- * @returns The uploaded files (with sizes as decimal strings) and the errors.
+ * @returns The uploaded files (with sizes as decimal strings), the errors and the warnings.
  *
  * @example Usage
  * ```ts ignore
@@ -132,11 +171,16 @@ export async function uploadOutputs(
 ): Promise<UploadOutputsResult> {
   const { config = {}, parallelism = 4, progress } = options;
   const errors: { index: number; message: string }[] = [];
+  const warnings: string[] = [];
   const jobs: Job[] = [];
   for (const [index, output] of spec.outputs.entries()) {
     try {
       jobs.push(...await jobsForOutput(index, output));
     } catch (error) {
+      if (error instanceof MissingOutput) {
+        warnings.push(missingWarning(index, output, error.reason));
+        continue;
+      }
       errors.push({
         index,
         message: `${describeOutput(index, output)} failed: ${describeError(error)}`,
@@ -176,5 +220,5 @@ export async function uploadOutputs(
     }
   }
   errors.sort((a, b) => a.index - b.index);
-  return { outputs, errors: errors.map((e) => e.message), bytes };
+  return { outputs, errors: errors.map((e) => e.message), warnings, bytes };
 }

@@ -129,4 +129,11 @@ export interface TransferReport {
   outputs: { url: string; path: string; size_bytes: string }[];
   /** Why uploading failed, when it did (no secrets). */
   error?: string;
+  /**
+   * Outputs that were absent after the executors finished (a path that does not exist, a
+   * wildcard that matches nothing), one line each, e.g. `output #2 (FILE /work/opt.txt): not
+   * found after the executors finished; nothing uploaded`. They do not fail the task; they go
+   * to its `system_logs`. Absent when there are none (and in reports of older transporters).
+   */
+  warnings?: string[];
 }

@@ -148,7 +148,10 @@ const DISRUPTION_REASONS = new Set([
  * - `outputs` ended: from the report. An executor with a non-zero exit code and no
  *   `ignore_error` gives EXECUTOR_ERROR (the root cause, even when the upload failed too: the
  *   upload error is kept in the system logs); else an upload error (`report.error`, a non-zero
- *   exit, or no report) gives SYSTEM_ERROR "output upload failed: …"; else COMPLETE;
+ *   exit, or no report) gives SYSTEM_ERROR "output upload failed: …"; else an executor
+ *   without an exit code (stopped before it ended) gives SYSTEM_ERROR; else COMPLETE. Outputs
+ *   that were absent after the executors (`report.warnings`) are not errors: their lines are
+ *   appended to the system logs, whatever the end state;
  * - `outputs` or an executor running: RUNNING; `inputs` running: INITIALIZING;
  * - phase Unknown (the node stopped reporting): RUNNING, with a system log, because the pod
  *   may well be running; the monitor's timeouts decide when to give up;
@@ -193,7 +196,13 @@ export function taskStatusFromPod(
     outputs.push(...report.outputs.map((o) => ({ ...o })));
   }
   const startTime = toDate(pod?.status?.startTime);
+  // Outputs absent after the executors (see TransferReport.warnings) are told in the system
+  // logs of every end state, after the reason of the end; they never decide the state.
+  const warnings = Array.isArray(report?.warnings)
+    ? report.warnings.filter((line): line is string => typeof line === "string")
+    : [];
   const result = (state: TesState, ended: boolean, extra: Partial<TaskStatus> = {}): TaskStatus => {
+    if (ended) systemLogs.push(...warnings);
     const endTime = ended && pod ? latestFinish(pod) : undefined;
     return {
       state,
@@ -372,6 +381,16 @@ export function taskStatusFromPod(
     if (uploadError !== undefined) systemLogs.push(`output upload failed: ${uploadError}`);
     if (failed) return result("EXECUTOR_ERROR", true);
     if (uploadError !== undefined) return result("SYSTEM_ERROR", true);
+    // The wrapper skips later executors only after a failure that counts (handled above), so
+    // an executor without an exit code here was stopped before it ended. Missing outputs no
+    // longer fail the task, so this is what keeps such a run from ending COMPLETE.
+    const unfinished = report?.executors.findIndex((entry) => entry.exit_code === undefined);
+    if (unfinished !== undefined && unfinished >= 0) {
+      systemLogs.push(
+        `executor ${unfinished} did not finish: no exit code was recorded (it was stopped)`,
+      );
+      return result("SYSTEM_ERROR", true);
+    }
     return result("COMPLETE", true);
   }
   if (outputsState?.running) return result("RUNNING", false);

@@ -327,3 +327,67 @@ Deno.test("taskStatusFromPod() reports upload failures, but an executor failure 
   assertEquals(silent.state, "SYSTEM_ERROR");
   assertMatch(silent.systemLogs[0] ?? "", /without a report/);
 });
+
+Deno.test("taskStatusFromPod() appends the report's warnings to the system logs of every end state", () => {
+  const missing = "output #1 (FILE /work/opt.txt): not found after the executors finished; " +
+    "nothing uploaded";
+  const ok: TransferReport = {
+    ...REPORT_OK,
+    executors: [REPORT_OK.executors[0]!],
+    warnings: [missing],
+  };
+  const complete = taskStatusFromPod(finishedPod(), ok, { executors: [{}] });
+  assertEquals(complete.state, "COMPLETE");
+  assertEquals(complete.systemLogs, [missing]);
+  assertEquals(complete.outputs, [{ url: "s3://b/o", path: "/data/o", size_bytes: "12" }]);
+
+  const failed = taskStatusFromPod(finishedPod(), { ...REPORT_OK, warnings: [missing] }, {
+    executors: [{}, {}, {}],
+  });
+  assertEquals(failed.state, "EXECUTOR_ERROR");
+  assertEquals(failed.systemLogs, ["executor 1 exited with code 3", missing]);
+
+  const uploadFailed = taskStatusFromPod(finishedPod(1), { ...ok, error: "disk read error" }, {
+    executors: [{}],
+  });
+  assertEquals(uploadFailed.state, "SYSTEM_ERROR");
+  assertEquals(uploadFailed.systemLogs, ["output upload failed: disk read error", missing]);
+
+  const canceled = taskStatusFromPod(finishedPod(), ok, { canceling: true });
+  assertEquals(canceled.state, "CANCELED");
+  assertEquals(canceled.systemLogs, [missing]);
+
+  // A live state has no report yet; a stray one adds nothing before the end.
+  const live = pod({ phase: "Running" }, [cs("inputs", done()), cs("executor-0", running)]);
+  assertEquals(taskStatusFromPod(live, ok, { executors: [{}] }).systemLogs, []);
+});
+
+Deno.test("taskStatusFromPod() reads a report without warnings, and ignores malformed ones", () => {
+  const old = JSON.parse(
+    '{"version":1,"executors":[{"exit_code":0,"stdout":"","stderr":""}],"outputs":[]}',
+  ) as TransferReport;
+  const status = taskStatusFromPod(finishedPod(), old, { executors: [{}] });
+  assertEquals(status.state, "COMPLETE");
+  assertEquals(status.systemLogs, []);
+  const odd = JSON.parse(
+    '{"version":1,"executors":[],"outputs":[],"warnings":["kept",7,null]}',
+  ) as TransferReport;
+  assertEquals(taskStatusFromPod(finishedPod(), odd).systemLogs, ["kept"]);
+  const notArray = { version: 1, executors: [], outputs: [], warnings: "x" } as unknown;
+  assertEquals(taskStatusFromPod(finishedPod(), notArray as TransferReport).systemLogs, []);
+});
+
+Deno.test("taskStatusFromPod() fails a run whose executor has no exit code and none failed", () => {
+  const report: TransferReport = {
+    ...REPORT_OK,
+    executors: [REPORT_OK.executors[0]!, { stdout: "", stderr: "" }],
+    outputs: [],
+    warnings: ["output #0 (FILE /out/done): not found after the executors finished; x"],
+  };
+  const status = taskStatusFromPod(finishedPod(), report, { executors: [{}, {}] });
+  assertEquals(status.state, "SYSTEM_ERROR");
+  assertEquals(status.systemLogs, [
+    "executor 1 did not finish: no exit code was recorded (it was stopped)",
+    "output #0 (FILE /out/done): not found after the executors finished; x",
+  ]);
+});
