@@ -9,9 +9,12 @@ import type { Backend } from "../orchestrator/backend.ts";
 import type { SharedHostPath } from "../orchestrator/backends/local/host_runtime.ts";
 import { LocalBackend } from "../orchestrator/backends/local/local_backend.ts";
 import { Orchestrator } from "../orchestrator/orchestrator.ts";
+import type { TaskPodObjects } from "../orchestrator/backend.ts";
 import { buildTaskPod } from "../pod/build_task_pod.ts";
+import { INPUTS_CONTAINER, OUTPUTS_CONTAINER } from "../pod/layout.ts";
 import type { PodBuilderConfig } from "../pod/pod_builder_config.ts";
 import type { TaskStore } from "../store/task_store.ts";
+import type { TesTask } from "../tes/model.ts";
 import { STORAGE_SECRET_NAME } from "./storage_environment.ts";
 
 /** Where the local backend shows the allow-listed host folders inside task containers. */
@@ -24,6 +27,8 @@ const HOST_FILES_ROOT = "/planetary/host";
  */
 const CONTAINER_SOURCE_DIR = "/planetary/source";
 const CONTAINER_DENO_DIR = "/planetary/deno";
+/** Prefix of the pod volumes of the shared dirs (`planetary-shared-0`, …). */
+const SHARED_VOLUME_PREFIX = "planetary-shared-";
 
 /** The V8 and permission flags the transporter runs with under `deno run` (see transporter/main.ts). */
 const TRANSPORTER_FLAGS = [
@@ -50,6 +55,14 @@ export interface ExecutionOptions {
    * @default [] (no file:// access)
    */
   fileAllowList?: string[];
+  /**
+   * Host directories that every executor container sees read-write at the SAME path (mounted
+   * after the private `/tmp`), and that `file://` inputs and outputs may use. For workflow
+   * engines that need a folder shared between client and tasks (Snakemake's working directory,
+   * Toil's file job store). Refused when one covers Planetary's own paths.
+   * @default [] (none)
+   */
+  sharedDirs?: string[];
   /** The orchestrator's identity in claims. @default a random id */
   owner?: string;
   /** How long a claim lasts unless renewed, in ms. @default 30000 */
@@ -183,10 +196,18 @@ export function startExecution(store: TaskStore, options: ExecutionOptions): Run
     workDir,
     pod = {},
     maxConcurrentTasks = 4,
-    fileAllowList = [],
+    fileAllowList: allowed = [],
     storageEnv = {},
   } = options;
   const local = options.backend === undefined;
+  const sharedDirs = checkSharedDirs(options.sharedDirs ?? [], workDir);
+  if (sharedDirs.length > 0 && !local) {
+    throw new Error(
+      "Cannot use shared dirs with this backend: they are bind mounts of this machine's " +
+        "folders and need the local backend; drop the shared dirs or use the local backend",
+    );
+  }
+  const fileAllowList = [...allowed, ...sharedDirs.filter((dir) => !allowed.includes(dir))];
   const setup = hostTransporterSetup(fileAllowList);
   const storageSecret = local && Object.keys(storageEnv).length > 0;
   const backend = options.backend ?? new LocalBackend({
@@ -215,7 +236,10 @@ export function startExecution(store: TaskStore, options: ExecutionOptions): Run
   const orchestrator = new Orchestrator({
     store,
     backend,
-    buildPod: (task) => buildTaskPod(task, podConfig),
+    buildPod: sharedDirs.length === 0
+      ? (task) => buildTaskPod(task, podConfig)
+      : (task) =>
+        withSharedDirs(buildTaskPod(withoutSharedCopies(task, sharedDirs), podConfig), sharedDirs),
     maxConcurrentTasks,
     ...(options.owner === undefined ? {} : { owner: options.owner }),
     ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
@@ -228,6 +252,160 @@ export function startExecution(store: TaskStore, options: ExecutionOptions): Run
     async stop() {
       await orchestrator.stop();
       await backend.close();
+    },
+  };
+}
+
+/**
+ * Checks the shared dirs of {@linkcode ExecutionOptions.sharedDirs}: each must be an absolute
+ * path of an existing directory that covers none of Planetary's own folders (`/planetary`,
+ * `/`, the Deno cache, the source tree, the work folder), and lies inside none of them.
+ *
+ * @param dirs The shared dirs as given.
+ * @param workDir The local backend's work folder.
+ * @returns Them, normalized and resolved (symbolic links followed), without duplicates.
+ * @throws {Error} Naming the first refused folder, why, and what to do.
+ * @example
+ * ```ts ignore
+ * checkSharedDirs(["/srv/shared"], "/var/lib/planetary/work"); // ["/srv/shared"]
+ * checkSharedDirs(["/"], "/var/lib/planetary/work"); // throws
+ * ```
+ */
+export function checkSharedDirs(dirs: readonly string[], workDir: string): string[] {
+  const home = Deno.env.get("HOME");
+  const denoDir = Deno.env.get("DENO_DIR") ?? (home ? `${home}/.cache/deno` : undefined);
+  const sourceDir = localSourceDir();
+  const own: [string, string][] = [
+    ["/planetary", "Planetary's folder inside task containers"],
+    [workDir, "the local backend's work folder (task volumes)"],
+  ];
+  if (denoDir) own.push([denoDir, "the Deno cache"]);
+  if (sourceDir) own.push([sourceDir, "Planetary's source tree"]);
+  const result: string[] = [];
+  for (const dir of dirs) {
+    if (!dir.startsWith("/")) {
+      throw new Error(`Cannot share "${dir}" with tasks: a shared dir must be an absolute path`);
+    }
+    let real: string;
+    try {
+      real = Deno.realPathSync(dir);
+      if (!Deno.statSync(real).isDirectory) throw new Error("not a directory");
+    } catch (error) {
+      throw new Error(
+        `Cannot share "${dir}" with tasks: it is not an existing directory ` +
+          `(${error instanceof Error ? error.message : String(error)}); create it first`,
+      );
+    }
+    for (const candidate of new Set([normalize(dir), real])) {
+      if (candidate === "/") {
+        throw new Error(
+          `Cannot share "${dir}" with tasks: it is the root folder, which holds Planetary's own ` +
+            "folders; share a folder made for the workflow instead",
+        );
+      }
+      for (const [path, what] of own) {
+        for (const p of new Set([normalize(path), realOr(path)])) {
+          if (within(p, candidate) || within(candidate, p)) {
+            throw new Error(
+              `Cannot share "${dir}" with tasks: it ${
+                within(p, candidate) ? "covers" : "lies inside"
+              } ${what} (${p}); share a folder outside it`,
+            );
+          }
+        }
+      }
+    }
+    if (!result.includes(real)) result.push(real);
+  }
+  return result;
+}
+
+/** Normalizes an absolute path lexically (no `.`, `..`, `//`, trailing `/`). */
+function normalize(path: string): string {
+  const parts: string[] = [];
+  for (const part of path.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") parts.pop();
+    else parts.push(part);
+  }
+  return "/" + parts.join("/");
+}
+
+/** The real path of `path`, or its normalized form when it does not exist. */
+function realOr(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    return normalize(path);
+  }
+}
+
+/** Whether `path` is `dir` or inside it (both normalized). */
+function within(path: string, dir: string): boolean {
+  return path === dir || dir === "/" || path.startsWith(`${dir}/`);
+}
+
+/** The path of a `file://` URL, or undefined for another URL. */
+function filePath(url: string | undefined): string | undefined {
+  if (url === undefined || !url.startsWith("file://")) return undefined;
+  try {
+    return normalize(decodeURIComponent(new URL(url).pathname));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Drops the inputs and outputs that would copy a file of a shared dir onto itself: `url`
+ * `file://P` with `path` P inside a shared dir (Toil mounts its file job store so). Executors
+ * see P as it is; copying it into the task's volume would hide the real one from them.
+ */
+function withoutSharedCopies<T extends TesTask>(task: T, sharedDirs: readonly string[]): T {
+  const inPlace = (entry: { url?: string; path: string; content?: string }): boolean => {
+    const path = normalize(entry.path);
+    return entry.content === undefined && filePath(entry.url) === path &&
+      sharedDirs.some((dir) => within(path, dir));
+  };
+  return {
+    ...task,
+    ...(task.inputs ? { inputs: task.inputs.filter((input) => !inPlace(input)) } : {}),
+    ...(task.outputs ? { outputs: task.outputs.filter((output) => !inPlace(output)) } : {}),
+  };
+}
+
+/**
+ * Adds each shared dir to a task pod as a `hostPath` volume mounted read-write at the same path
+ * in every executor container (not the transporter's, which reach them through `file://`).
+ * Listed before the task's own mounts: the pod runner mounts shallower paths first (so after
+ * the private `/tmp`), and a task input or output inside a shared dir still wins there.
+ */
+function withSharedDirs(objects: TaskPodObjects, sharedDirs: readonly string[]): TaskPodObjects {
+  const spec = objects.pod.spec;
+  if (!spec) return objects;
+  const mounts = sharedDirs.map((dir, i) => ({
+    name: `${SHARED_VOLUME_PREFIX}${i}`,
+    mountPath: dir,
+  }));
+  const executor = (name: string): boolean =>
+    name !== INPUTS_CONTAINER && name !== OUTPUTS_CONTAINER;
+  const addMounts = <C extends { name: string; volumeMounts?: unknown[] }>(c: C): C =>
+    executor(c.name) ? { ...c, volumeMounts: [...mounts, ...(c.volumeMounts ?? [])] } : c;
+  return {
+    ...objects,
+    pod: {
+      ...objects.pod,
+      spec: {
+        ...spec,
+        volumes: [
+          ...(spec.volumes ?? []),
+          ...sharedDirs.map((path, i) => ({
+            name: `${SHARED_VOLUME_PREFIX}${i}`,
+            hostPath: { path, type: "Directory" },
+          })),
+        ],
+        ...(spec.initContainers ? { initContainers: spec.initContainers.map(addMounts) } : {}),
+        containers: spec.containers.map(addMounts),
+      },
     },
   };
 }

@@ -339,6 +339,25 @@ async function materializeVolumes(
         await Deno.chmod(file, (item.mode ?? source.defaultMode ?? 0o644) & 0o555);
       }
       result.set(volume.name, { path, readOnly: true });
+    } else if (volume.hostPath) {
+      // A folder of this machine, used as it is (Planetary's shared dirs): it must exist.
+      const hostPath = volume.hostPath.path;
+      const type = volume.hostPath.type ?? "";
+      if (type !== "" && type !== "Directory") {
+        throw new Error(
+          `hostPath volume "${volume.name}" has type "${type}": only "Directory" is supported`,
+        );
+      }
+      const info = hostPath.startsWith("/")
+        ? await Deno.stat(hostPath).catch(() => undefined)
+        : undefined;
+      if (!info?.isDirectory) {
+        throw new Error(
+          `MountVolume.SetUp failed for volume "${volume.name}": hostPath "${hostPath}" is not ` +
+            `an existing directory of this machine; create it or remove it from the shared dirs`,
+        );
+      }
+      result.set(volume.name, { path: hostPath, readOnly: false });
     } else {
       const kind = Object.keys(volume).filter((k) => k !== "name").join(",") || "none";
       throw new Error(`volume "${volume.name}" has an unsupported type (${kind})`);
