@@ -1,7 +1,14 @@
 /**
  * The HTTP API as one fetch handler: TES routes under `/ga4gh/tes/v1` and `/v1`, service-info
- * also at the root, health checks, CORS, request ids, request logs, optional bearer auth, and
- * the one error handler that turns every error into `{ msg, status_code }`.
+ * also at the root and at `{base}/tasks/service-info` (py-tes < 1), health checks, the `Host`
+ * check, CORS, request ids, request logs, optional bearer auth, and the one error handler that
+ * turns every error into `{ msg, status_code }`.
+ *
+ * Safe by default: CORS is off unless origins are configured, every POST that acts must declare
+ * a JSON body (see `_http.ts`), request bodies have a time limit, and every malformed value is
+ * a 4xx naming it. With `allowedHosts` set, a request whose `Host` is neither loopback nor
+ * listed gets a 403 (DNS rebinding); the health routes are exempt, because Kubernetes probes
+ * send the pod IP as `Host` and the routes reveal nothing.
  *
  * @module
  */
@@ -9,7 +16,7 @@ import { type Context, Hono } from "hono";
 import { cors } from "hono/cors";
 import type { TaskStore } from "../store/task_store.ts";
 import { bearerAuth } from "./auth.ts";
-import { type ApiConfig, resolveApiConfig } from "./config.ts";
+import { type ApiConfig, hostName, isLoopbackHost, resolveApiConfig } from "./config.ts";
 import { type ErrorBody, HttpError, toHttpError } from "./errors.ts";
 import { createHealthRoutes } from "./health.ts";
 import { type ApiLogger, createJsonLogger, describeError } from "./request_log.ts";
@@ -37,6 +44,8 @@ export interface PlanetaryApp {
 }
 
 const REQUEST_ID_HEADER = "x-request-id";
+const HEALTH_PATHS: ReadonlySet<string> = new Set(["/healthz", "/readyz"]);
+const LEGACY_SERVICE_INFO_PATHS: readonly string[] = ["/service-info", "/tasks/service-info"];
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
@@ -84,6 +93,28 @@ export function createApp(options: CreateAppOptions): PlanetaryApp {
     }
   });
 
+  const allowedHosts = config.allowedHosts;
+  if (allowedHosts !== undefined && !allowedHosts.includes("*")) {
+    app.use("*", async (c, next) => {
+      if (!HEALTH_PATHS.has(c.req.path)) {
+        const raw = c.req.header("host") ?? new URL(c.req.url).host;
+        const name = hostName(raw);
+        if (!isLoopbackHost(name) && !allowedHosts.includes(name)) {
+          const shown = JSON.stringify(name.slice(0, 253));
+          throw new HttpError(
+            403,
+            name === ""
+              ? "Host header: missing; send the server's name in Host"
+              : `Host ${shown} is not allowed; start the server with --allow-host ${
+                name.slice(0, 253)
+              } to allow it`,
+          );
+        }
+      }
+      await next();
+    });
+  }
+
   if (config.corsOrigins.length > 0) {
     const origins = [...config.corsOrigins];
     app.use(
@@ -106,11 +137,13 @@ export function createApp(options: CreateAppOptions): PlanetaryApp {
   }
 
   app.route("/", createHealthRoutes(store, logger));
-  const serviceInfo = createServiceInfoRoutes(config);
   const tasks = createTaskRoutes({ store, config, logger });
-  app.route("/", serviceInfo);
+  app.route("/", createServiceInfoRoutes(config));
+  // `{base}/tasks/service-info` is where py-tes < 1 (Toil's TES batch system) looks, as Funnel
+  // serves it; it is mounted before the task routes so that it is not read as a task id.
+  const baseServiceInfo = createServiceInfoRoutes(config, LEGACY_SERVICE_INFO_PATHS);
   for (const base of TES_BASE_PATHS) {
-    app.route(base, serviceInfo);
+    app.route(base, baseServiceInfo);
     app.route(base, tasks);
   }
 
@@ -134,7 +167,8 @@ export function createApp(options: CreateAppOptions): PlanetaryApp {
 
 function isTaskPath(path: string): boolean {
   return TES_BASE_PATHS.some((base) =>
-    path === `${base}/tasks` || path.startsWith(`${base}/tasks/`)
+    path === `${base}/tasks` ||
+    (path.startsWith(`${base}/tasks/`) && path !== `${base}/tasks/service-info`)
   );
 }
 

@@ -1,6 +1,12 @@
 /**
- * Configuration of the HTTP API: service-info fields, limits, CORS, logging and authentication,
- * with their defaults.
+ * Configuration of the HTTP API: service-info fields, limits, CORS, the `Host` check, logging
+ * and authentication, with their defaults.
+ *
+ * The defaults are safe for a server on a workstation: CORS is off (a web page cannot read
+ * answers), every POST must declare a JSON body (so a page cannot send one without a
+ * preflight), and a body must arrive within {@linkcode DEFAULT_BODY_TIMEOUT_MS}. The `Host`
+ * check against DNS rebinding is off in the library (an embedding application knows its own
+ * names); `planetary serve` turns it on when it listens on loopback.
  *
  * @module
  */
@@ -48,11 +54,34 @@ export interface ApiConfig {
   /** URL schemes accepted for inputs and outputs (passed to validation). @default validation's own */
   allowedUrlSchemes?: readonly string[];
   /**
+   * Host folders that `file://` inputs and outputs may use (passed to validation, which refuses
+   * other `file://` URLs with a 400).
+   * @default undefined (validation's own rule)
+   */
+  fileAllowList?: readonly string[];
+  /**
    * Origins allowed by CORS. `["*"]` allows every origin without credentials; an explicit
-   * list answers with the matching origin. An empty list turns CORS off.
-   * @default ["*"]
+   * list answers with the matching origin. An empty list turns CORS off, so that no web page
+   * can read the API's answers.
+   * @default []
    */
   corsOrigins?: readonly string[];
+  /**
+   * Host names (without port) a request's `Host` header may carry, against DNS rebinding: a web
+   * page on `evil.example` whose name is made to resolve to 127.0.0.1 reaches the server with
+   * `Host: evil.example` and is refused with a 403. Loopback names and addresses (`localhost`,
+   * `*.localhost`, `127.0.0.0/8`, `::1`) are always allowed; `["*"]` allows any host. The health
+   * routes (`/healthz`, `/readyz`) are never checked: Kubernetes probes send the pod IP as
+   * `Host`, and they reveal nothing.
+   * @default undefined (no check)
+   */
+  allowedHosts?: readonly string[];
+  /**
+   * How long a request body may take to arrive completely, in milliseconds; a slower one is
+   * answered with a 408 (so a client that stalls mid-body cannot hold a request open).
+   * @default 30000
+   */
+  bodyTimeoutMs?: number;
   /** Write one JSON line per request to the logger (off for benchmarks). @default true */
   logRequests?: boolean;
   /**
@@ -78,8 +107,14 @@ export interface ResolvedApiConfig {
   maxContentBytes: number | undefined;
   /** Accepted URL schemes, when set. */
   allowedUrlSchemes: readonly string[] | undefined;
-  /** Origins allowed by CORS. */
+  /** Host folders `file://` URLs may use, when set. */
+  fileAllowList: readonly string[] | undefined;
+  /** Origins allowed by CORS; empty when CORS is off. */
   corsOrigins: readonly string[];
+  /** Allowed `Host` names besides loopback (lower case, no port), or undefined for no check. */
+  allowedHosts: readonly string[] | undefined;
+  /** How long a request body may take to arrive, in milliseconds. */
+  bodyTimeoutMs: number;
   /** Whether requests are logged. */
   logRequests: boolean;
   /** Token → user, or undefined without authentication. */
@@ -89,12 +124,16 @@ export interface ResolvedApiConfig {
 /** Default largest request body: 16 MiB. */
 export const DEFAULT_MAX_BODY_BYTES: number = 16 * 1024 * 1024;
 
+/** Default time a request body may take to arrive: 30 s. */
+export const DEFAULT_BODY_TIMEOUT_MS: number = 30_000;
+
 /**
  * Fills in the defaults of an API configuration and checks its numbers.
  *
  * @param config The configuration as given.
  * @returns The configuration with every default filled in.
- * @throws {RangeError} When `maxBodyBytes` is not a positive integer.
+ * @throws {RangeError} When `maxBodyBytes` or `bodyTimeoutMs` is not a positive integer, or an
+ * `allowedHosts` entry is empty.
  * @example
  * ```ts
  * import { resolveApiConfig } from "./config.ts";
@@ -106,6 +145,19 @@ export function resolveApiConfig(config: ApiConfig = {}): ResolvedApiConfig {
   if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes <= 0) {
     throw new RangeError(`maxBodyBytes: must be a positive integer, got ${maxBodyBytes}`);
   }
+  const bodyTimeoutMs = config.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
+  if (!Number.isSafeInteger(bodyTimeoutMs) || bodyTimeoutMs <= 0) {
+    throw new RangeError(`bodyTimeoutMs: must be a positive integer, got ${bodyTimeoutMs}`);
+  }
+  const allowedHosts = config.allowedHosts?.map((host) => {
+    const name = host === "*" ? "*" : hostName(host);
+    if (name === "") {
+      throw new RangeError(
+        `allowedHosts: "${host}" names no host; give a name such as tes.example`,
+      );
+    }
+    return name;
+  });
   const tokens = Object.entries(config.authTokens ?? {});
   return {
     serviceInfo: { ...config.serviceInfo },
@@ -113,8 +165,58 @@ export function resolveApiConfig(config: ApiConfig = {}): ResolvedApiConfig {
     maxBodyBytes,
     maxContentBytes: config.maxContentBytes,
     allowedUrlSchemes: config.allowedUrlSchemes,
-    corsOrigins: [...(config.corsOrigins ?? ["*"])],
+    fileAllowList: config.fileAllowList === undefined ? undefined : [...config.fileAllowList],
+    corsOrigins: [...(config.corsOrigins ?? [])],
+    allowedHosts,
+    bodyTimeoutMs,
     logRequests: config.logRequests ?? true,
     authTokens: tokens.length > 0 ? new Map(tokens) : undefined,
   };
+}
+
+/**
+ * The host name of a `Host` header value (or of an `allowedHosts` entry): lower case, without
+ * the port, without the brackets of an IPv6 literal and without a trailing dot.
+ *
+ * @param host The header value, for example `Example.org:8000` or `[::1]:8000`.
+ * @returns The name, for example `example.org` or `::1`; `""` when there is none.
+ * @example
+ * ```ts
+ * import { hostName } from "./config.ts";
+ * hostName("[::1]:8000"); // "::1"
+ * hostName("Tes.Example:443"); // "tes.example"
+ * ```
+ */
+export function hostName(host: string): string {
+  let name = host.trim().toLowerCase();
+  if (name.startsWith("[")) {
+    const end = name.indexOf("]");
+    name = end < 0 ? name.slice(1) : name.slice(1, end);
+  } else if (name.indexOf(":") === name.lastIndexOf(":")) {
+    // One colon at most: `name:port`. More than one is a bare IPv6 address, kept whole.
+    name = name.split(":", 1)[0]!;
+  }
+  return name.endsWith(".") ? name.slice(0, -1) : name;
+}
+
+/**
+ * Tells whether a host name (from {@linkcode hostName}) is a loopback name or address:
+ * `localhost`, a `*.localhost` name, an IPv4 address in `127.0.0.0/8`, or `::1`.
+ *
+ * @param name The host name, lower case, without port or brackets.
+ * @returns Whether only this machine can be meant.
+ * @example
+ * ```ts
+ * import { isLoopbackHost } from "./config.ts";
+ * isLoopbackHost("127.1.2.3"); // true
+ * isLoopbackHost("evil.example"); // false
+ * ```
+ */
+export function isLoopbackHost(name: string): boolean {
+  if (name === "localhost" || name.endsWith(".localhost")) return true;
+  if (name === "::1" || /^(0{1,4}:){7}0{0,3}1$/.test(name)) return true;
+  const ipv4 = name.startsWith("::ffff:") ? name.slice(7) : name;
+  const octets = ipv4.split(".");
+  return octets.length === 4 && octets[0] === "127" &&
+    octets.every((octet) => /^(0|[1-9][0-9]{0,2})$/.test(octet) && Number(octet) <= 255);
 }

@@ -8,7 +8,7 @@
 import { InvalidPageTokenError, TaskNotFoundError } from "../store/task_store.ts";
 
 /** HTTP statuses the API answers errors with. */
-export type ErrorStatus = 400 | 401 | 404 | 405 | 413 | 415 | 500 | 503;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 408 | 413 | 415 | 500 | 503;
 
 /**
  * The JSON body of every error answer.
@@ -64,8 +64,10 @@ export class HttpError extends Error {
 const STATUS_CODES: Readonly<Record<ErrorStatus, string>> = Object.freeze({
   400: "BAD_REQUEST",
   401: "UNAUTHORIZED",
+  403: "FORBIDDEN",
   404: "NOT_FOUND",
   405: "METHOD_NOT_ALLOWED",
+  408: "REQUEST_TIMEOUT",
   413: "PAYLOAD_TOO_LARGE",
   415: "UNSUPPORTED_MEDIA_TYPE",
   500: "INTERNAL",

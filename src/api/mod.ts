@@ -3,8 +3,10 @@
  *
  * - {@linkcode createApp} builds the handler from a `TaskStore` and an {@linkcode ApiConfig};
  * - routes: `GET /service-info`, `GET|POST /tasks`, `GET /tasks/{id}`, `POST /tasks/{id}:cancel`
- *   under `/ga4gh/tes/v1` and `/v1`, `GET /service-info` also at the root, `GET /healthz`
- *   and `GET /readyz`;
+ *   under `/ga4gh/tes/v1` and `/v1`, `GET /service-info` also at the root and at
+ *   `{base}/tasks/service-info` (py-tes < 1), `GET /healthz` and `GET /readyz`;
+ * - safe by default: CORS off, JSON content type required on POST, a time limit on request
+ *   bodies, an optional `Host` allow-list against DNS rebinding (see {@linkcode ApiConfig});
  * - errors answer `{ "msg": "...", "status_code": N }` (see {@linkcode ErrorBody}).
  *
  * @example
@@ -25,4 +27,4 @@ export * from "./request_log.ts";
 // The route modules (`tasks.ts`, `service_info.ts`, `health.ts`, `auth.ts`) build Hono sub-apps
 // for `createApp`; only their framework-free parts are public.
 export { buildServiceInfo, PLANETARY_VERSION, TES_SPEC_VERSION } from "./service_info.ts";
-export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parseListQuery } from "./tasks.ts";
+export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_PAGE_TOKEN_BYTES, parseListQuery } from "./tasks.ts";

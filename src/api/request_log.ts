@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { describeThrown } from "../_describe_thrown.ts";
 
 /** The one log line written per request. */
 export interface RequestLogLine {
@@ -70,7 +71,8 @@ function writeStderr(line: string): void {
 
 /**
  * Describes an error for a log line: name, message, code and the chain of causes, and the
- * stack (logs are for operators; answers to clients never carry it).
+ * stack (logs are for operators; answers to clients never carry it). A thrown value that is not
+ * an `Error` is described by `describeThrown` (its fields, never `[object Object]`).
  *
  * @param error Anything thrown.
  * @returns A JSON-friendly description.
@@ -78,10 +80,11 @@ function writeStderr(line: string): void {
  * ```ts
  * import { describeError } from "./request_log.ts";
  * describeError(new TypeError("boom")).name; // "TypeError"
+ * describeError({ status: 1 }).value; // "{status: 1}"
  * ```
  */
 export function describeError(error: unknown): Record<string, unknown> {
-  if (!(error instanceof Error)) return { value: String(error) };
+  if (!(error instanceof Error)) return { value: describeThrown(error) };
   const code = (error as { code?: unknown }).code;
   return {
     name: error.name,

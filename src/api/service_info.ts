@@ -49,10 +49,11 @@ export function buildServiceInfo(config: ResolvedApiConfig): TesServiceInfo {
 }
 
 /**
- * Builds the `GET /service-info` route.
+ * Builds the `GET /service-info` route (and any other paths it is also served at).
  *
  * @param config The resolved API configuration.
- * @returns A Hono app serving `/service-info`.
+ * @param paths The paths to serve the document at. @default ["/service-info"]
+ * @returns A Hono app serving the document at each path, with a 405 for other methods.
  * @example
  * ```ts
  * import { createServiceInfoRoutes } from "./service_info.ts";
@@ -60,10 +61,15 @@ export function buildServiceInfo(config: ResolvedApiConfig): TesServiceInfo {
  * const routes = createServiceInfoRoutes(resolveApiConfig({}));
  * ```
  */
-export function createServiceInfoRoutes(config: ResolvedApiConfig): Hono<ApiEnv> {
+export function createServiceInfoRoutes(
+  config: ResolvedApiConfig,
+  paths: readonly string[] = ["/service-info"],
+): Hono<ApiEnv> {
   const info = buildServiceInfo(config);
   const app = new Hono<ApiEnv>();
-  app.get("/service-info", () => jsonResponse(200, info));
-  app.all("/service-info", (c) => methodNotAllowed(c.req.method, ["GET"]));
+  for (const path of paths) {
+    app.get(path, () => jsonResponse(200, info));
+    app.all(path, (c) => methodNotAllowed(c.req.method, ["GET"]));
+  }
   return app;
 }

@@ -1,22 +1,36 @@
 /**
  * The TES task routes: list, create, get and cancel (`POST /tasks/{id}:cancel`).
  *
+ * Every string from the URL (list filters, the task id in the path) is checked before it
+ * reaches the store: a NUL character or an over-long value is a 400 naming the parameter,
+ * never a database error answered with a 500. A create must declare a JSON body; a cancel
+ * must too, except for the body-less form Cromwell sends (see `readCancelBody`).
+ *
  * @module
  */
 import { Hono } from "hono";
 import { TES_STATES, type TesState, type TesTask } from "../tes/model.ts";
 import { formatProblems, validateTask } from "../tes/validate.ts";
+import { checkQueryString, TES_STRING_LIMITS } from "../tes/limits.ts";
 import { parseView, renderTask } from "../tes/view.ts";
 import type { ListTasksQuery, TaskStore } from "../store/task_store.ts";
 import type { ResolvedApiConfig } from "./config.ts";
 import { HttpError } from "./errors.ts";
 import type { ApiLogger } from "./request_log.ts";
-import { type ApiEnv, jsonResponse, methodNotAllowed, readJsonBody } from "./_http.ts";
+import {
+  type ApiEnv,
+  jsonResponse,
+  methodNotAllowed,
+  readCancelBody,
+  readJsonBody,
+} from "./_http.ts";
 
 /** Default page size of a task listing (TES specification). */
 export const DEFAULT_PAGE_SIZE = 256;
 /** Largest page size of a task listing. */
 export const MAX_PAGE_SIZE = 2047;
+/** Largest accepted `page_token`, in bytes (the store's keyset cursors are far shorter). */
+export const MAX_PAGE_TOKEN_BYTES = 1024;
 
 /** Options of {@linkcode createTaskRoutes}. */
 export interface TaskRoutesOptions {
@@ -49,7 +63,9 @@ export function createTaskRoutes(options: TaskRoutesOptions): Hono<ApiEnv> {
     ...(config.allowedUrlSchemes === undefined
       ? {}
       : { allowedUrlSchemes: config.allowedUrlSchemes }),
+    ...(config.fileAllowList === undefined ? {} : { fileAllowList: config.fileAllowList }),
   };
+  const bodyOptions = { maxBytes: config.maxBodyBytes, timeoutMs: config.bodyTimeoutMs };
   const app = new Hono<ApiEnv>();
 
   app.get("/tasks", async (c) => {
@@ -64,7 +80,7 @@ export function createTaskRoutes(options: TaskRoutesOptions): Hono<ApiEnv> {
   });
 
   app.post("/tasks", async (c) => {
-    const body = await readJsonBody(c.req.raw, config.maxBodyBytes);
+    const body = await readJsonBody(c.req.raw, bodyOptions);
     const result = validateTask(body, validateOptions);
     if (!result.ok) throw new HttpError(400, formatProblems(result.problems));
     const owner = c.get("user");
@@ -84,6 +100,7 @@ export function createTaskRoutes(options: TaskRoutesOptions): Hono<ApiEnv> {
   app.get("/tasks/:id", async (c) => {
     const id = c.req.param("id");
     if (id.endsWith(CANCEL_SUFFIX)) methodNotAllowed(c.req.method, ["POST"]);
+    checkTaskId(id);
     const view = parseViewParam(c.req.query("view"));
     const task = await store.get(id, view, c.get("user"));
     return jsonResponse(200, renderTask(task, view));
@@ -99,6 +116,8 @@ export function createTaskRoutes(options: TaskRoutesOptions): Hono<ApiEnv> {
     }
     const id = segment.slice(0, -CANCEL_SUFFIX.length);
     if (id === "") throw new HttpError(404, `No route for POST ${c.req.path}`);
+    await readCancelBody(c.req.raw, bodyOptions);
+    checkTaskId(id);
     await store.cancel(id, c.get("user"));
     return jsonResponse(200, {});
   });
@@ -108,6 +127,29 @@ export function createTaskRoutes(options: TaskRoutesOptions): Hono<ApiEnv> {
   });
 
   return app;
+}
+
+/**
+ * Checks a task id from the request path.
+ *
+ * @param id The decoded id.
+ * @throws {HttpError} 400 naming `id` for a NUL character or an over-long id; an id that is
+ * merely unknown passes (and the store answers 404).
+ */
+function checkTaskId(id: string): void {
+  const problem = checkQueryString(id, "id", TES_STRING_LIMITS.taskId);
+  if (problem !== undefined) throw new HttpError(400, problem);
+}
+
+/**
+ * Returns a query parameter's value once it is known to be safe for the store.
+ *
+ * @throws {HttpError} 400 naming the parameter.
+ */
+function checked(value: string, field: string, limit: number): string {
+  const problem = checkQueryString(value, field, limit);
+  if (problem !== undefined) throw new HttpError(400, problem);
+  return value;
 }
 
 /**
@@ -140,7 +182,9 @@ export function parseListQuery(params: URLSearchParams): ListTasksQuery {
   const query: ListTasksQuery = { pageSize: parsePageSize(params.get("page_size")), view };
 
   const namePrefix = params.get("name_prefix");
-  if (namePrefix !== null && namePrefix !== "") query.namePrefix = namePrefix;
+  if (namePrefix !== null && namePrefix !== "") {
+    query.namePrefix = checked(namePrefix, "name_prefix", TES_STRING_LIMITS.name);
+  }
 
   const state = params.get("state");
   if (state !== null && state !== "") {
@@ -158,16 +202,21 @@ export function parseListQuery(params: URLSearchParams): ListTasksQuery {
   const keys = params.getAll("tag_key");
   const values = params.getAll("tag_value");
   if (keys.length > 0) {
-    const tags: Record<string, string> = {};
-    keys.forEach((key, index) => {
+    const pairs = keys.map((key, index): [string, string] => {
       if (key === "") throw new HttpError(400, `tag_key: must not be empty (position ${index})`);
-      tags[key] = values[index] ?? "";
+      return [
+        checked(key, "tag_key", TES_STRING_LIMITS.tagKey),
+        checked(values[index] ?? "", "tag_value", TES_STRING_LIMITS.tagValue),
+      ];
     });
-    query.tags = tags;
+    // fromEntries defines own properties, so a key such as `__proto__` stays a filter.
+    query.tags = Object.fromEntries(pairs);
   }
 
   const pageToken = params.get("page_token");
-  if (pageToken !== null && pageToken !== "") query.pageToken = pageToken;
+  if (pageToken !== null && pageToken !== "") {
+    query.pageToken = checked(pageToken, "page_token", MAX_PAGE_TOKEN_BYTES);
+  }
   return query;
 }
 

@@ -45,3 +45,38 @@ Deno.test("parseListQuery() refuses bad values with a 400 naming the parameter",
     });
   }
 });
+
+Deno.test("parseListQuery() refuses a NUL or an over-long filter with a 400 naming it", () => {
+  const long = "x".repeat(10 * 1024);
+  for (
+    const [query, name] of [
+      ["name_prefix=%00", "name_prefix"],
+      [`name_prefix=${long}`, "name_prefix"],
+      ["tag_key=a%00b", "tag_key"],
+      [`tag_key=${long}`, "tag_key"],
+      ["tag_key=a&tag_value=%00", "tag_value"],
+      [`tag_key=a&tag_value=${long}`, "tag_value"],
+      ["page_token=%00", "page_token"],
+      [`page_token=${long}`, "page_token"],
+      ["view=%00", "view"],
+      [`view=${long}`, "view"],
+      ["state=%00", "state"],
+      [`state=${long}`, "state"],
+    ]
+  ) {
+    assert.throws(() => q(query!), (error: unknown) => {
+      assert.ok(error instanceof HttpError, String(error));
+      assert.equal(error.status, 400);
+      assert.ok(error.message.startsWith(`${name}:`), error.message);
+      assert.ok(error.message.length < 300, "the message does not echo the whole value");
+      return true;
+    });
+  }
+});
+
+Deno.test("parseListQuery() keeps a tag_key named __proto__ as a filter", () => {
+  assert.deepEqual(Object.entries(q("tag_key=__proto__&tag_value=x").tags ?? {}), [[
+    "__proto__",
+    "x",
+  ]]);
+});

@@ -329,7 +329,8 @@ export class TesClient {
   ): Promise<T> {
     const url = `${this.baseUrl}${path}`;
     const headers = { ...this.#headers };
-    if (body !== undefined) headers["content-type"] = "application/json";
+    // Every POST says it is JSON (a cancel has no body): servers refuse other POSTs (415).
+    if (method === "POST") headers["content-type"] = "application/json";
     const init: RequestInit = { method, headers };
     if (body !== undefined) init.body = JSON.stringify(body);
     if (options.signal !== undefined) init.signal = options.signal;
