@@ -8,6 +8,7 @@ import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { UsageError } from "./command.ts";
 import { TesApiError, TesClient, TesConnectionError } from "../src/client/mod.ts";
 import { TES_STATES, TES_VIEWS, type TesState, type TesView } from "../src/tes/model.ts";
+import { describeThrown } from "../src/_describe_thrown.ts";
 
 /** Server URL used when neither `--server` nor `PLANETARY_URL` is set. */
 export const DEFAULT_SERVER_URL = "http://127.0.0.1:8000";
@@ -82,7 +83,8 @@ export function clientFor(server: string | undefined): TesClient {
 }
 
 /**
- * Says what went wrong in one line, without a stack trace.
+ * Says what went wrong in one line, without a stack trace (causes included, never
+ * `[object Object]`: see `describeThrown`).
  *
  * @param error Anything thrown.
  * @returns The message for stderr.
@@ -93,8 +95,7 @@ export function describeError(error: unknown): string {
       "set --server or PLANETARY_URL";
   }
   if (error instanceof TesApiError) return `server refused: ${error.message}`;
-  if (error instanceof Error) return error.message;
-  return String(error);
+  return describeThrown(error);
 }
 
 /**

@@ -528,6 +528,7 @@ Deno.test({
             PLANETARY_S3_ENDPOINT: endpoint,
             AWS_ACCESS_KEY_ID: "GOOG1EHMACKEYID",
             AWS_SECRET_ACCESS_KEY: "hmac-secret",
+            PLANETARY_GCS: "false", // gs:// is on by default (application-default credentials)
           };
           const setup = cloudStorageFromEnv((name) => env[name]);
           assert.deepEqual(setup.schemes, ["s3"]);
@@ -786,8 +787,12 @@ Deno.test({
 
 // --- serve: configured stores decide the accepted URL schemes ----------------------------
 
-Deno.test("planetary serve accepts only configured storage schemes and lists them", async () => {
-  const env: Record<string, string> = { PLANETARY_S3_ENDPOINT: "http://127.0.0.1:9" };
+Deno.test("planetary serve accepts only the enabled storage schemes and lists them", async () => {
+  // s3:// and gs:// are on by default; PLANETARY_GCS=false turns gs:// off, Azure is unset.
+  const env: Record<string, string> = {
+    PLANETARY_S3_ENDPOINT: "http://127.0.0.1:9",
+    PLANETARY_GCS: "false",
+  };
   const resolved = await resolveServeOptions({ backend: "none" }, (name) => env[name]);
   assert.deepEqual(resolved.cloudStorage, { schemes: ["s3"], prefixes: ["s3://"] });
   const dataDir = await Deno.makeTempDir({ prefix: "storage-serve-" });

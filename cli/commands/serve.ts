@@ -8,6 +8,7 @@ import { type Command, UsageError } from "../command.ts";
 import { resolveServeOptions, ServeConfigError } from "../../src/server/serve_config.ts";
 import { startServer } from "../../src/server/start_server.ts";
 import { AUTH_TOKENS_FILE_ENV, withAuthTokensFile } from "../../src/api/auth_tokens_file.ts";
+import { DataDirNotUsableError } from "../../src/store/pglite/pglite_driver.ts";
 
 /**
  * The Deno permissions `planetary serve` needs: the network (listen, and PostgreSQL when
@@ -39,16 +40,32 @@ Options:
   --work-dir D          folder of running tasks (default <data-dir>/work)
   --max-tasks N         tasks run at once (default 4)
   --file-allow DIR      folder that file:// inputs/outputs may use, repeatable
-                        (default: $HOME and /tmp)
+                        (default: $HOME and /tmp); other file:// URLs are refused (400)
+  --shared-dir DIR      folder every task sees at the same path as here, read-write
+                        (Snakemake, Toil), repeatable; also file:// storage; must exist
+                        (env PLANETARY_SHARED_DIRS, a colon list)
+  --storage-schemes L   URL schemes inputs/outputs may use, a comma list of file, http,
+                        https, s3, gs, az (env PLANETARY_STORAGE_SCHEMES; default: file,
+                        http, https, s3, gs, and az when Azure is configured)
+  --cors-origin O       origin whose web pages may call the API (CORS), repeatable; * =
+                        any (env PLANETARY_CORS_ORIGINS, a comma list; default: none)
+  --allow-host NAME     Host header accepted besides loopback names when listening on
+                        loopback (against DNS rebinding), repeatable; * = any
+                        (env PLANETARY_ALLOWED_HOSTS, a comma list)
   --log-requests=BOOL   one JSON log line per request on stderr (default true)
-  --config FILE.json    JSON file: {host, port, dataDir, databaseUrl, api: {serviceInfo,
-                        supportedBackendParameters, maxBodyBytes, corsOrigins, authTokens, …}}
+  --config FILE.json    JSON file: {host, port, dataDir, databaseUrl, execution: {workDir,
+                        maxConcurrentTasks, fileAllowList, sharedDirs, …}, api: {serviceInfo,
+                        supportedBackendParameters, maxBodyBytes, allowedUrlSchemes,
+                        corsOrigins, allowedHosts, authTokens, …}}
                         (env PLANETARY_AUTH_TOKENS_FILE: a JSON file of token -> owner instead)
   -h, --help            show this help
 
-Cloud storage (s3://, az://, gs://): export the providers' variables first (AWS_*,
-AZURE_STORAGE_*, GOOGLE_APPLICATION_CREDENTIALS, GOOGLE_CLOUD_PROJECT, PLANETARY_S3*,
-PLANETARY_GCS*, PLANETARY_STORAGE_*); they reach the tasks' transporters only.
+Cloud storage: s3:// and gs:// work with no setup, with the SDKs' default credentials
+(AWS_* variables, AWS_PROFILE and ~/.aws files, instance metadata; Google application-default
+credentials); az:// needs AZURE_STORAGE_*. Turn one off with PLANETARY_S3=false or
+PLANETARY_GCS=false. The variables (AWS_*, AZURE_STORAGE_*, GOOGLE_APPLICATION_CREDENTIALS,
+GOOGLE_CLOUD_PROJECT, PLANETARY_S3*, PLANETARY_GCS*, PLANETARY_STORAGE_*) reach the tasks'
+transporters only.
 `;
 
 /** The `serve` command. */
@@ -72,6 +89,10 @@ export const serveCommand: Command = {
           "work-dir": { type: "string" },
           "max-tasks": { type: "string" },
           "file-allow": { type: "string", multiple: true },
+          "shared-dir": { type: "string", multiple: true },
+          "storage-schemes": { type: "string" },
+          "cors-origin": { type: "string", multiple: true },
+          "allow-host": { type: "string", multiple: true },
           help: { type: "boolean", short: "h" },
         },
         strict: true,
@@ -97,13 +118,25 @@ export const serveCommand: Command = {
         workDir: values["work-dir"],
         maxTasks: values["max-tasks"],
         fileAllow: values["file-allow"],
+        sharedDir: values["shared-dir"],
+        storageSchemes: values["storage-schemes"],
+        corsOrigin: values["cors-origin"],
+        allowHost: values["allow-host"],
       });
     } catch (error) {
       if (error instanceof ServeConfigError) throw new UsageError(error.message);
       throw error;
     }
     options.api = await withAuthTokensFile(options.api, Deno.env.get(AUTH_TOKENS_FILE_ENV));
-    const server = await startServer(options);
+    let server;
+    try {
+      server = await startServer(options);
+    } catch (error) {
+      if (error instanceof DataDirNotUsableError) {
+        throw new UsageError(`--data-dir ${error.dataDir} ${error.reason}`);
+      }
+      throw error;
+    }
     await server.finished;
     return 0;
   },

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { describeThrown } from "../_describe_thrown.ts";
 
 /**
  * Waits `ms` milliseconds, or less when `signal` aborts (then it resolves, never rejects).
@@ -25,11 +26,11 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /**
- * The message of an error, or the thrown value as text.
+ * The message of an error with its causes, or the thrown value as text (see `describeThrown`).
  *
  * @param error Anything thrown.
- * @returns Text for a log line.
+ * @returns Text for a log line, never `[object Object]`.
  */
 export function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return describeThrown(error);
 }

@@ -48,7 +48,25 @@ export interface ServeFlags {
   maxTasks?: string | undefined;
   /** `--file-allow`: folders `file://` URLs may use (repeatable). */
   fileAllow?: string[] | undefined;
+  /** `--storage-schemes`: comma list of the URL schemes inputs and outputs may use. */
+  storageSchemes?: string | undefined;
+  /** `--cors-origin`: origins allowed by CORS (repeatable). */
+  corsOrigin?: string[] | undefined;
+  /** `--allow-host`: host names the `Host` header may carry besides loopback (repeatable). */
+  allowHost?: string[] | undefined;
+  /** `--shared-dir`: folders tasks see at the same path as this machine (repeatable). */
+  sharedDir?: string[] | undefined;
 }
+
+/** The URL schemes `--storage-schemes` may name. */
+export const STORAGE_SCHEMES: readonly string[] = Object.freeze([
+  "file",
+  "http",
+  "https",
+  "s3",
+  "gs",
+  "az",
+]);
 
 const stringMap = z.record(z.string(), z.string());
 
@@ -64,6 +82,7 @@ const ServeConfigFileSchema = z.strictObject({
       workDir: z.string().min(1).optional(),
       maxConcurrentTasks: z.number().int().positive().optional(),
       fileAllowList: z.array(z.string().startsWith("/")).optional(),
+      sharedDirs: z.array(z.string().startsWith("/")).optional(),
       leaseMs: z.number().int().positive().optional(),
       pollIntervalMs: z.number().int().positive().optional(),
     }),
@@ -86,7 +105,10 @@ const ServeConfigFileSchema = z.strictObject({
     maxBodyBytes: z.number().int().positive().optional(),
     maxContentBytes: z.number().int().positive().optional(),
     allowedUrlSchemes: z.array(z.string()).optional(),
+    fileAllowList: z.array(z.string().startsWith("/")).optional(),
     corsOrigins: z.array(z.string()).optional(),
+    allowedHosts: z.array(z.string()).optional(),
+    bodyTimeoutMs: z.number().int().positive().optional(),
     logRequests: z.boolean().optional(),
     authTokens: stringMap.optional(),
   }).optional(),
@@ -133,7 +155,8 @@ export type ServeEnvironment =
 
 /**
  * Combines flags, environment (`PLANETARY_HOST`, `PLANETARY_PORT`, `PLANETARY_DATA_DIR`,
- * `DATABASE_URL`) and the config file named by `--config` into the options of
+ * `DATABASE_URL`, `PLANETARY_STORAGE_SCHEMES`, `PLANETARY_CORS_ORIGINS`,
+ * `PLANETARY_ALLOWED_HOSTS`, `PLANETARY_SHARED_DIRS`…) and the config file named by `--config` into the options of
  * {@linkcode startServer}. The environment's cloud storage variables (see `CLOUD_STORAGE_ENV`)
  * configure which URL schemes the API accepts and become `execution.storageEnv`: the
  * transporter's settings and credentials.
@@ -141,7 +164,7 @@ export type ServeEnvironment =
  * @param flags The parsed flags.
  * @param environment The environment. @default Deno.env.toObject()
  * @returns Options for `startServer` (signals handled, listening announced).
- * @throws {ServeConfigError} For a bad port, boolean or config file.
+ * @throws {ServeConfigError} For a bad port, boolean, scheme, shared folder or config file.
  * @example
  * ```ts
  * import { resolveServeOptions } from "./serve_config.ts";
@@ -211,8 +234,22 @@ export async function resolveServeOptions(
       }
       execution.fileAllowList = flags.fileAllow;
     }
+    const sharedDirs = flags.sharedDir !== undefined && flags.sharedDir.length > 0
+      ? flags.sharedDir
+      : splitList(env("PLANETARY_SHARED_DIRS"), ":") ?? execution.sharedDirs;
+    if (sharedDirs !== undefined) {
+      execution.sharedDirs = await checkSharedDirs(sharedDirs);
+    }
     options.execution = execution;
   }
+  const api: ApiConfig = { ...options.api };
+  const schemes = splitList(pick(flags.storageSchemes, "PLANETARY_STORAGE_SCHEMES"), ",");
+  if (schemes !== undefined) api.allowedUrlSchemes = parseSchemes(schemes);
+  const origins = nonEmpty(flags.corsOrigin) ?? splitList(env("PLANETARY_CORS_ORIGINS"), ",");
+  if (origins !== undefined) api.corsOrigins = origins;
+  const hosts = nonEmpty(flags.allowHost) ?? splitList(env("PLANETARY_ALLOWED_HOSTS"), ",");
+  if (hosts !== undefined) api.allowedHosts = hosts;
+  if (Object.keys(api).length > 0) options.api = api;
   // Accept (and advertise) the cloud stores the transporter will find in this environment.
   const cloud = cloudStorageFromEnv(env);
   options.cloudStorage = { schemes: cloud.schemes, prefixes: cloud.prefixes };
@@ -223,10 +260,52 @@ export async function resolveServeOptions(
     }
   }
   if (flags.logRequests !== undefined) {
-    const api: ApiConfig = { ...options.api, logRequests: parseBoolean(flags.logRequests) };
-    options.api = api;
+    options.api = { ...options.api, logRequests: parseBoolean(flags.logRequests) };
   }
   return options;
+}
+
+/** Splits a list variable, dropping empty items; undefined when unset or empty. */
+function splitList(value: string | undefined, separator: string): string[] | undefined {
+  if (value === undefined) return undefined;
+  const items = value.split(separator).map((item) => item.trim()).filter((item) => item !== "");
+  return items.length > 0 ? items : undefined;
+}
+
+function nonEmpty(values: string[] | undefined): string[] | undefined {
+  return values !== undefined && values.length > 0 ? values : undefined;
+}
+
+function parseSchemes(schemes: readonly string[]): string[] {
+  const parsed = schemes.map((scheme) => scheme.toLowerCase().replace(/:(\/\/)?$/, ""));
+  const unknown = parsed.filter((scheme) => !STORAGE_SCHEMES.includes(scheme));
+  if (unknown.length > 0) {
+    throw new ServeConfigError(
+      `--storage-schemes: unknown scheme ${unknown.map((s) => `"${s}"`).join(", ")}; ` +
+        `use a comma list of ${STORAGE_SCHEMES.join(", ")}`,
+    );
+  }
+  return [...new Set(parsed)];
+}
+
+/** Checks that every shared folder is absolute and an existing folder; returns them. */
+async function checkSharedDirs(dirs: readonly string[]): Promise<string[]> {
+  for (const dir of dirs) {
+    if (!dir.startsWith("/")) {
+      throw new ServeConfigError(`--shared-dir: must be an absolute folder, got "${dir}"`);
+    }
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(dir);
+    } catch (cause) {
+      const why = cause instanceof Deno.errors.NotFound ? "does not exist" : "cannot be read";
+      throw new ServeConfigError(`--shared-dir ${dir}: ${why}; create it first`, { cause });
+    }
+    if (!info.isDirectory) {
+      throw new ServeConfigError(`--shared-dir ${dir}: is not a folder; give a folder`);
+    }
+  }
+  return [...dirs];
 }
 
 function parsePort(value: string): number {

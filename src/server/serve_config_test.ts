@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { parseServeConfig, resolveServeOptions, ServeConfigError } from "./serve_config.ts";
+import { isLoopbackHost } from "./start_server.ts";
 
 const noEnv = (): undefined => undefined;
 
@@ -62,7 +63,7 @@ Deno.test("resolveServeOptions() hands the cloud storage variables to execution 
     AWS_ROLE_SESSION_NAME: "planetary",
   };
   const options = await resolveServeOptions({}, env);
-  assert.deepEqual(options.cloudStorage, { schemes: ["s3"], prefixes: ["s3://"] });
+  assert.deepEqual(options.cloudStorage, { schemes: ["s3", "gs"], prefixes: ["s3://", "gs://"] });
   assert.deepEqual(options.execution && options.execution.storageEnv, storageEnv);
   assert.equal(options.port, 9100);
   // A reader cannot be listed: what cloudStorageFromEnv asked for is handed over.
@@ -73,4 +74,84 @@ Deno.test("resolveServeOptions() hands the cloud storage variables to execution 
   const bare = await resolveServeOptions({}, { PATH: "/bin" });
   assert.deepEqual(bare.execution, {});
   assert.equal((await resolveServeOptions({ backend: "none" }, env)).execution, false);
+});
+
+Deno.test("resolveServeOptions() reads --storage-schemes, --cors-origin, --allow-host and their env", async () => {
+  const flags = await resolveServeOptions({
+    storageSchemes: "file,HTTPS,s3://",
+    corsOrigin: ["https://app.example"],
+    allowHost: ["tes.example", "*"],
+  }, noEnv);
+  assert.deepEqual(flags.api, {
+    allowedUrlSchemes: ["file", "https", "s3"],
+    corsOrigins: ["https://app.example"],
+    allowedHosts: ["tes.example", "*"],
+  });
+  const env: Record<string, string> = {
+    PLANETARY_STORAGE_SCHEMES: " file , http ",
+    PLANETARY_CORS_ORIGINS: "https://a.example,https://b.example",
+    PLANETARY_ALLOWED_HOSTS: "tes.example",
+  };
+  const fromEnv = await resolveServeOptions({}, env);
+  assert.deepEqual(fromEnv.api, {
+    allowedUrlSchemes: ["file", "http"],
+    corsOrigins: ["https://a.example", "https://b.example"],
+    allowedHosts: ["tes.example"],
+  });
+  // The server's own setting is not handed to the transporter.
+  assert.deepEqual(fromEnv.execution, {});
+  // Flags win over the environment, which wins over the config file.
+  const wins = await resolveServeOptions({ corsOrigin: ["https://flag.example"] }, env);
+  assert.deepEqual(wins.api?.corsOrigins, ["https://flag.example"]);
+  await assert.rejects(
+    resolveServeOptions({ storageSchemes: "ftp" }, noEnv),
+    /unknown scheme "ftp"/,
+  );
+  assert.equal((await resolveServeOptions({}, noEnv)).api, undefined, "nothing set: API defaults");
+});
+
+Deno.test("resolveServeOptions() checks --shared-dir / PLANETARY_SHARED_DIRS / execution.sharedDirs", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${dir}/a`);
+    await Deno.mkdir(`${dir}/b`);
+    await Deno.writeTextFile(`${dir}/file`, "");
+    const flag = await resolveServeOptions({ sharedDir: [`${dir}/a`] }, noEnv);
+    assert.deepEqual(flag.execution && flag.execution.sharedDirs, [`${dir}/a`]);
+    const env = await resolveServeOptions({}, { PLANETARY_SHARED_DIRS: `${dir}/a:${dir}/b` });
+    assert.deepEqual(env.execution && env.execution.sharedDirs, [`${dir}/a`, `${dir}/b`]);
+    await Deno.writeTextFile(
+      `${dir}/c.json`,
+      JSON.stringify({ execution: { sharedDirs: [`${dir}/b`] }, api: { allowedHosts: ["x"] } }),
+    );
+    const file = await resolveServeOptions({ config: `${dir}/c.json` }, noEnv);
+    assert.deepEqual(file.execution && file.execution.sharedDirs, [`${dir}/b`]);
+    assert.deepEqual(file.api, { allowedHosts: ["x"] });
+    await assert.rejects(resolveServeOptions({ sharedDir: ["rel"] }, noEnv), /absolute/);
+    await assert.rejects(
+      resolveServeOptions({ sharedDir: [`${dir}/missing`] }, noEnv),
+      /missing: does not exist; create it first/,
+    );
+    await assert.rejects(
+      resolveServeOptions({ sharedDir: [`${dir}/file`] }, noEnv),
+      /file: is not a folder/,
+    );
+    assert.throws(
+      () => parseServeConfig('{"execution": {"sharedDirs": ["rel"]}}', "f.json"),
+      /sharedDirs/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("isLoopbackHost() knows loopback names and addresses", () => {
+  for (const host of ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "a.localhost"]) {
+    assert.equal(isLoopbackHost(host), true, host);
+  }
+  for (
+    const host of ["0.0.0.0", "::", "10.0.0.1", "example.org", "localhost.example", "128.0.0.1"]
+  ) {
+    assert.equal(isLoopbackHost(host), false, host);
+  }
 });

@@ -26,7 +26,12 @@ export interface ServeOptions {
   dataDir?: string;
   /** PostgreSQL connection URL; when set, `dataDir` is not used. @default undefined */
   databaseUrl?: string;
-  /** API configuration (service-info fields, body limit, request logs, CORS, auth). @default {} */
+  /**
+   * API configuration (service-info fields, body limit, request logs, CORS, auth). Unless set
+   * here, `allowedHosts` is `[]` (loopback names only) when `host` is loopback, and
+   * `fileAllowList` is the execution's.
+   * @default {}
+   */
   api?: ApiConfig;
   /**
    * A store to use instead of opening one (it is not closed by `close()`).
@@ -42,7 +47,7 @@ export interface ServeOptions {
   /**
    * The orchestrator and its backend; `false` runs the API only (tasks stay QUEUED).
    * @default the local backend, pods under `<dataDir>/work`, `file://` allowed under `$HOME`
-   * and `/tmp`
+   * and `/tmp` (plus `sharedDirs`; the same list becomes `api.fileAllowList` unless set)
    */
   execution?: false | (Partial<ExecutionOptions>);
   /**
@@ -70,6 +75,27 @@ export interface RunningServer {
 }
 
 const SIGNALS: readonly Deno.Signal[] = ["SIGINT", "SIGTERM"];
+
+/**
+ * Whether an interface name or address is loopback: `localhost` (and `*.localhost`),
+ * 127.0.0.0/8, `::1`.
+ *
+ * @param host A `--host` value.
+ * @returns True for loopback.
+ * @example
+ * ```ts
+ * import { isLoopbackHost } from "./start_server.ts";
+ * isLoopbackHost("127.0.0.1"); // true
+ * isLoopbackHost("0.0.0.0"); // false
+ * ```
+ */
+export function isLoopbackHost(host: string): boolean {
+  const name = host.toLowerCase().replace(/^\[(.*)\]$/, "$1").replace(/\.$/, "");
+  if (name === "localhost" || name.endsWith(".localhost")) return true;
+  if (name === "::1" || name === "0:0:0:0:0:0:0:1") return true;
+  if (/^::ffff:127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name)) return true;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
+}
 
 /**
  * Returns the default data folder: `$XDG_DATA_HOME/planetary`, else
@@ -128,7 +154,10 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     ownsStore = true;
   } else {
     const dataDir = options.dataDir ?? defaultDataDir();
-    await Deno.mkdir(dataDir, { recursive: true });
+    // A file in its place is reported by the store (DataDirNotUsableError), not as EEXIST.
+    await Deno.mkdir(dataDir, { recursive: true }).catch((error) => {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    });
     store = await openTaskStore({ dataDir });
     ownsStore = true;
   }
@@ -138,14 +167,27 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   if (options.execution !== false) {
     const given = options.execution ?? {};
     const base = options.dataDir ?? defaultDataDir();
-    fileAllowList = given.fileAllowList ?? defaultFileAllowList();
+    const sharedDirs = given.sharedDirs ?? [];
+    // Shared folders are file:// storage too: tasks and clients meet there.
+    fileAllowList = [
+      ...new Set([...(given.fileAllowList ?? defaultFileAllowList()), ...sharedDirs]),
+    ];
     execution = startExecution(store, {
       ...given,
       workDir: given.workDir ?? `${base}/work`,
       fileAllowList: [...fileAllowList],
+      sharedDirs: [...sharedDirs],
     });
   }
   let apiConfig = options.api;
+  if (execution && apiConfig?.fileAllowList === undefined) {
+    // Refuse at submit (400) what the transporter would refuse at run time.
+    apiConfig = { ...apiConfig, fileAllowList };
+  }
+  if (apiConfig?.allowedHosts === undefined && isLoopbackHost(host)) {
+    // Against DNS rebinding: a loopback server answers loopback names only, unless told more.
+    apiConfig = { ...apiConfig, allowedHosts: [] };
+  }
   if (execution && apiConfig?.supportedBackendParameters === undefined) {
     // The API keeps (and service-info lists) exactly the keys the pod builder applies.
     const pod = options.execution === false ? undefined : options.execution?.pod;
@@ -156,13 +198,25 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   }
   if (options.cloudStorage !== undefined) {
     const { schemes, prefixes } = options.cloudStorage;
+    const allowed = apiConfig?.allowedUrlSchemes ?? ["file", "http", "https", ...schemes];
+    const offered = [
+      ...fileAllowList.map((dir) => `file://${dir}`),
+      "http://",
+      "https://",
+      ...prefixes,
+    ];
     apiConfig = {
       ...apiConfig,
-      allowedUrlSchemes: apiConfig?.allowedUrlSchemes ?? ["file", "http", "https", ...schemes],
+      allowedUrlSchemes: allowed,
       serviceInfo: {
         ...apiConfig?.serviceInfo,
-        storage: apiConfig?.serviceInfo?.storage ??
-          [...fileAllowList.map((dir) => `file://${dir}`), "http://", "https://", ...prefixes],
+        // What is accepted, and nothing else (https://*.blob… needs https AND az).
+        storage: apiConfig?.serviceInfo?.storage ?? offered.filter((prefix) => {
+          const scheme = prefix.slice(0, prefix.indexOf(":"));
+          const viaHttps = scheme === "https" && prefix !== "https://";
+          return allowed.includes(scheme) &&
+            (!viaHttps || allowed.includes(prefix.includes("blob.core") ? "az" : "gs"));
+        }),
       },
     };
   }

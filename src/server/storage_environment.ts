@@ -12,6 +12,9 @@ import { CLOUD_STORAGE_ENV } from "../storage/cloud_storage_from_env.ts";
  */
 export const STORAGE_SECRET_NAME = "planetary-storage";
 
+/** Variables under a storage prefix that configure the server itself, not the transporter. */
+const SERVER_ONLY: ReadonlySet<string> = new Set(["PLANETARY_STORAGE_SCHEMES"]);
+
 /**
  * Whether an environment variable configures cloud storage (matches an entry of
  * `CLOUD_STORAGE_ENV`: an exact name, or a prefix written with a final `*`).
@@ -23,9 +26,11 @@ export const STORAGE_SECRET_NAME = "planetary-storage";
  * import { isStorageVariable } from "./storage_environment.ts";
  * isStorageVariable("AZURE_STORAGE_CONNECTION_STRING"); // true
  * isStorageVariable("HOME"); // false
+ * isStorageVariable("PLANETARY_STORAGE_SCHEMES"); // false (the server's own setting)
  * ```
  */
 export function isStorageVariable(name: string): boolean {
+  if (SERVER_ONLY.has(name)) return false;
   return CLOUD_STORAGE_ENV.some((entry) =>
     entry.endsWith("*") ? name.startsWith(entry.slice(0, -1)) : name === entry
   );

@@ -4,9 +4,10 @@
  *
  * | store | turned on by | settings |
  * |---|---|---|
- * | S3 (`s3://`) | `PLANETARY_S3_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_PROFILE`, `AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_CONTAINER_CREDENTIALS_FULL_URI`/`_RELATIVE_URI`, or `PLANETARY_S3=true` | `AWS_REGION`, `PLANETARY_S3_FORCE_PATH_STYLE` (default `true` with an endpoint), `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, else the SDK's default credential chain |
+ * | S3 (`s3://`) | always, unless `PLANETARY_S3=false`; credentials from the SDK's default chain (`AWS_*` variables, `~/.aws` profile files, web identity, container or instance metadata) unless given | `AWS_REGION`, `PLANETARY_S3_ENDPOINT`, `PLANETARY_S3_FORCE_PATH_STYLE` (default `true` with an endpoint), `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN` |
  * | Azure (`az://`, `https://*.blob.core.windows.net`) | `AZURE_STORAGE_CONNECTION_STRING`, or `AZURE_STORAGE_ACCOUNT` with `AZURE_STORAGE_KEY` or `AZURE_STORAGE_SAS_TOKEN` | — |
- * | GCS (`gs://`, `https://storage.googleapis.com`) | `PLANETARY_GCS_ENDPOINT`, `GOOGLE_APPLICATION_CREDENTIALS`, or `PLANETARY_GCS=true` (ADC / workload identity) | `GOOGLE_CLOUD_PROJECT` |
+ * | GCS (`gs://`) | always, unless `PLANETARY_GCS=false`; credentials from application-default credentials (`GOOGLE_APPLICATION_CREDENTIALS`, `gcloud auth application-default login`, the metadata server) | `GOOGLE_CLOUD_PROJECT`, `PLANETARY_GCS_ENDPOINT` |
+ * | GCS as `https://storage.googleapis.com/…` | `PLANETARY_GCS_ENDPOINT`, `GOOGLE_APPLICATION_CREDENTIALS`, or `PLANETARY_GCS=true` (otherwise those URLs stay plain, anonymous https: public objects) | — |
  *
  * `PLANETARY_STORAGE_RANGED_READ_MIB` (all three): objects above this many MiB are downloaded by
  * parallel ranged requests (8 MiB ranges, 3 at once); `off` downloads every object as one
@@ -38,16 +39,23 @@ function truthy(value: string | undefined): boolean {
   return value !== undefined && /^(1|true|yes|on)$/i.test(value.trim());
 }
 
+function falsy(value: string | undefined): boolean {
+  return value !== undefined && /^(0|false|no|off)$/i.test(value.trim());
+}
+
 /**
- * Builds the cloud adapters that the environment configures.
+ * Builds the cloud adapters that the environment configures. S3 and GCS are always on (with
+ * the SDKs' own default credential chains, the way `aws` and `gsutil` behave for a user with
+ * `~/.aws` or application-default credentials) unless `PLANETARY_S3=false` /
+ * `PLANETARY_GCS=false`; Azure needs an account.
  *
  * @param env Reads a variable. @default Deno.env.get
- * @returns Adapters, schemes and service-info prefixes (all empty when nothing is configured).
+ * @returns Adapters, schemes and service-info prefixes.
  *
  * @example Usage
  * ```ts
  * import { cloudStorageFromEnv } from "./cloud_storage_from_env.ts";
- * const env: Record<string, string> = { PLANETARY_S3_ENDPOINT: "http://127.0.0.1:9000" };
+ * const env: Record<string, string> = { PLANETARY_GCS: "false" };
  * cloudStorageFromEnv((name) => env[name]).schemes; // ["s3"]
  * ```
  */
@@ -63,15 +71,7 @@ export function cloudStorageFromEnv(
   const ranged = threshold === undefined ? {} : { rangedReadThreshold: threshold };
 
   const s3Endpoint = get("PLANETARY_S3_ENDPOINT");
-  const s3On = s3Endpoint !== undefined || truthy(get("PLANETARY_S3")) ||
-    [
-      "AWS_ACCESS_KEY_ID",
-      "AWS_PROFILE",
-      "AWS_WEB_IDENTITY_TOKEN_FILE",
-      "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-      "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    ].some((name) => get(name) !== undefined);
-  if (s3On) {
+  if (!falsy(get("PLANETARY_S3"))) {
     const pathStyle = get("PLANETARY_S3_FORCE_PATH_STYLE");
     const options: S3StorageOptions = {
       ...ranged,
@@ -116,7 +116,8 @@ export function cloudStorageFromEnv(
 
   const gcsEndpoint = get("PLANETARY_GCS_ENDPOINT");
   const keyFile = get("GOOGLE_APPLICATION_CREDENTIALS");
-  if (gcsEndpoint !== undefined || keyFile !== undefined || truthy(get("PLANETARY_GCS"))) {
+  const gcsSwitch = get("PLANETARY_GCS");
+  if (!falsy(gcsSwitch)) {
     const options: GcsStorageOptions = {
       ...ranged,
       ...(gcsEndpoint === undefined ? {} : { apiEndpoint: gcsEndpoint }),
@@ -126,9 +127,14 @@ export function cloudStorageFromEnv(
     if (project !== undefined) options.projectId = project;
     const gcs = new GcsStorage(options);
     setup.adapters.gs = gcs;
-    setup.adapters["https://storage.googleapis.com"] = gcs;
     setup.schemes.push("gs");
-    setup.prefixes.push("gs://", "https://storage.googleapis.com/");
+    setup.prefixes.push("gs://");
+    // Public objects are often given as https URLs: they stay anonymous https unless GCS is
+    // configured on purpose.
+    if (gcsEndpoint !== undefined || keyFile !== undefined || truthy(gcsSwitch)) {
+      setup.adapters["https://storage.googleapis.com"] = gcs;
+      setup.prefixes.push("https://storage.googleapis.com/");
+    }
   }
   return setup;
 }
@@ -151,6 +157,10 @@ export const CLOUD_STORAGE_ENV: readonly string[] = Object.freeze([
   "AZURE_STORAGE_*",
   "GOOGLE_APPLICATION_CREDENTIALS",
   "GOOGLE_CLOUD_PROJECT",
+  // Where google-auth-library looks for the metadata server (and whether it looks at all).
+  "GCE_METADATA_HOST",
+  "GCE_METADATA_IP",
+  "METADATA_SERVER_DETECTION",
   "PLANETARY_S3*",
   "PLANETARY_GCS*",
   "PLANETARY_STORAGE_*",

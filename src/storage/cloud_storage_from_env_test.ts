@@ -8,8 +8,23 @@ import { HttpStorage } from "./http/http_storage.ts";
 
 const from = (env: Record<string, string>) => cloudStorageFromEnv((name) => env[name]);
 
-Deno.test("cloudStorageFromEnv() configures nothing without provider variables", () => {
-  assert.deepEqual(from({}), { adapters: {}, schemes: [], prefixes: [] });
+Deno.test("cloudStorageFromEnv() turns S3 and GCS on with no variables (default chains)", () => {
+  const setup = from({});
+  assert.deepEqual(setup.schemes, ["s3", "gs"]);
+  assert.deepEqual(setup.prefixes, ["s3://", "gs://"]);
+  assert.ok(setup.adapters.s3 instanceof S3Storage);
+  assert.ok(setup.adapters.gs instanceof GcsStorage);
+  // Public https objects on storage.googleapis.com stay anonymous https by default.
+  assert.ok(
+    storageForUrl("https://storage.googleapis.com/b/o", { adapters: setup.adapters }) instanceof
+      HttpStorage,
+  );
+  assert.deepEqual(from({ PLANETARY_S3: "false", PLANETARY_GCS: "off" }), {
+    adapters: {},
+    schemes: [],
+    prefixes: [],
+  });
+  assert.deepEqual(from({ PLANETARY_S3: "0" }).schemes, ["gs"]);
 });
 
 Deno.test("cloudStorageFromEnv() turns each store on from its standard variables", () => {
@@ -31,7 +46,7 @@ Deno.test("cloudStorageFromEnv() turns each store on from its standard variables
   assert.ok(setup.adapters.s3 instanceof S3Storage);
   assert.ok(setup.adapters.az instanceof AzureBlobStorage);
   assert.ok(setup.adapters.gs instanceof GcsStorage);
-  assert.deepEqual(from({ AZURE_STORAGE_ACCOUNT: "acct" }).schemes, [], "no key, no SAS: off");
+  assert.deepEqual(from({ AZURE_STORAGE_ACCOUNT: "acct" }).schemes, ["s3", "gs"], "no key: no az");
 });
 
 Deno.test("storageForUrl() routes provider https URLs to the cloud adapters", () => {

@@ -18,7 +18,7 @@ import type {
   StorageWriteOptions,
   StorageWriteResult,
 } from "../storage.ts";
-import { StorageError } from "../storage_error.ts";
+import { StorageError, StoragePermissionError } from "../storage_error.ts";
 import {
   childUrl,
   decodeSegments,
@@ -149,6 +149,22 @@ export class GcsStorage implements Storage {
   }
 
   #fail(error: unknown, url: string, operation: string): StorageError {
+    // Application-default credentials found nothing: say where they are looked for.
+    const message = (error as { message?: unknown } | null)?.message;
+    const text = typeof message === "string" ? message : "";
+    // google-auth-library looks for the metadata server only after reading the network
+    // interfaces, which a process without --allow-sys=networkInterfaces may not.
+    const unprobed = /networkInterfaces/.test(text) &&
+      (error as { name?: unknown } | null)?.name === "NotCapable";
+    if (unprobed || /Could not load the default credentials/i.test(text)) {
+      return new StoragePermissionError(
+        `GCS ${operation}: no Google Cloud credentials found (set GOOGLE_APPLICATION_CREDENTIALS ` +
+          "to a key file, run `gcloud auth application-default login`, or run where the " +
+          "metadata server is available" +
+          (unprobed ? "; the metadata server was not looked for: no --allow-sys" : "") + ")",
+        url,
+      );
+    }
     return toStorageError(error, { url, operation: `GCS ${operation}` });
   }
 

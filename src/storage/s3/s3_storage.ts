@@ -13,7 +13,7 @@ import type {
   StorageWriteOptions,
   StorageWriteResult,
 } from "../storage.ts";
-import { StorageError } from "../storage_error.ts";
+import { StorageError, StoragePermissionError } from "../storage_error.ts";
 import { childUrl, directoryPrefix, parseBucketUrl, writeLocation } from "../_cloud_url.ts";
 import { toStorageError } from "../_cloud_error.ts";
 import { createHash } from "node:crypto";
@@ -171,6 +171,14 @@ export class S3Storage implements Storage {
   }
 
   #fail(error: unknown, url: string, operation: string): StorageError {
+    // The default chain found nothing: say where it looked, so a person knows what to set.
+    if ((error as { name?: unknown } | null)?.name === "CredentialsProviderError") {
+      return new StoragePermissionError(
+        `S3 ${operation}: no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ` +
+          "AWS_PROFILE, or run where instance metadata is available)",
+        url,
+      );
+    }
     return toStorageError(error, { url, operation: `S3 ${operation}`, secrets: this.#secrets });
   }
 

@@ -18,6 +18,73 @@ export interface PgliteDriverOptions {
   dataDir?: string;
 }
 
+/**
+ * Raised when a data directory cannot hold the embedded database: it is not a folder, or it is
+ * a folder that is not empty and holds no PGlite database (PGlite's `initdb` would fail on it
+ * with nothing but `ExitStatus {status: 1}`).
+ */
+export class DataDirNotUsableError extends Error {
+  /** Stable error code. */
+  readonly code = "DATA_DIR_NOT_USABLE";
+  /** The data directory. */
+  readonly dataDir: string;
+  /** What is wrong with it and what to do (the message without the folder). */
+  readonly reason: string;
+  /**
+   * Builds the error.
+   *
+   * @param dataDir The data directory.
+   * @param reason What is wrong with it and what to do, e.g. `is not empty and holds no
+   * Planetary database: choose another folder or empty it`.
+   */
+  constructor(dataDir: string, reason: string) {
+    super(`Data directory "${dataDir}" ${reason}`);
+    this.name = "DataDirNotUsableError";
+    this.dataDir = dataDir;
+    this.reason = reason;
+  }
+}
+
+/** What is wrong with a data folder for the embedded database, or undefined when it is fine. */
+export type DataDirProblem = "not-a-folder" | "not-empty";
+
+/**
+ * Checks that PGlite can open `dataDir`: it is missing (PGlite creates it), an empty folder
+ * (PGlite initializes it), or a folder that holds a database (`PG_VERSION`, which `initdb`
+ * writes into every PostgreSQL data directory).
+ *
+ * @param dataDir The data directory.
+ * @returns What is wrong, or undefined when PGlite can use it.
+ * @throws {Deno.errors.PermissionDenied} When the folder cannot be read.
+ * @example
+ * ```ts
+ * import { dataDirProblem } from "./pglite_driver.ts";
+ * await dataDirProblem(await Deno.makeTempDir()); // undefined
+ * ```
+ */
+export async function dataDirProblem(dataDir: string): Promise<DataDirProblem | undefined> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(dataDir);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  if (!info.isDirectory) return "not-a-folder";
+  try {
+    if ((await Deno.stat(`${dataDir}/PG_VERSION`)).isFile) return undefined;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  for await (const _ of Deno.readDir(dataDir)) return "not-empty";
+  return undefined;
+}
+
+const DATA_DIR_PROBLEMS: Readonly<Record<DataDirProblem, string>> = Object.freeze({
+  "not-a-folder": "is not a folder: choose a folder",
+  "not-empty": "is not empty and holds no Planetary database: choose another folder or empty it",
+});
+
 interface PgliteQueryable {
   query<T>(sql: string, params?: unknown[]): Promise<{ rows: T[] }>;
   exec(sql: string): Promise<unknown>;
@@ -42,6 +109,8 @@ function queryable(db: PgliteQueryable): SqlQueryable {
  * @param options Where the data lives.
  * @returns The driver.
  * @throws {DataDirLockedError} When another process or store holds `dataDir`.
+ * @throws {DataDirNotUsableError} When `dataDir` is a file, or a folder that is not empty and
+ * holds no database.
  * @example
  * ```ts
  * import { openPgliteDriver } from "./pglite_driver.ts";
@@ -55,6 +124,10 @@ export async function openPgliteDriver(options: PgliteDriverOptions = {}): Promi
   const lock = dataDir === undefined ? undefined : acquireDataDirLock(dataDir);
   let db: PGlite;
   try {
+    const problem = dataDir === undefined ? undefined : await dataDirProblem(dataDir);
+    if (dataDir !== undefined && problem !== undefined) {
+      throw new DataDirNotUsableError(dataDir, DATA_DIR_PROBLEMS[problem]);
+    }
     db = await PGlite.create(dataDir);
   } catch (error) {
     lock?.release();
