@@ -323,9 +323,13 @@ Deno.test({
             "GET",
             `/api/v1/namespaces/${NAMESPACE}/pods/task-hello/log?container=outputs`,
           )).text;
-          const reportLine = whole.trimEnd().split("\n").at(-1) ?? "";
-          assert.ok(reportLine.startsWith(REPORT_PREFIX), whole);
-          assert.ok(whole.length > reportLine.length + 1, `progress lines before the report`);
+          // stdout (the report) and stderr (progress, the summary) are two streams: the report is
+          // near the end of the merged log, not always its last line.
+          const lines = whole.trimEnd().split("\n");
+          const at = lines.findLastIndex((line) => line.startsWith(REPORT_PREFIX));
+          assert.ok(at > 0, `progress lines before the report: ${whole}`);
+          const reportLine = lines[at]!;
+          const tailLines = lines.length - at;
           // a limit that holds the report line but not the whole log: only the tail finds it
           const backend = new KubernetesBackend({
             kubeconfigPath: cp.adminKubeconfigPath,
@@ -336,7 +340,7 @@ Deno.test({
           try {
             const head = await backend.readLog("task-hello", "outputs");
             assert.equal(parseTransferReport(head), undefined, head);
-            const tail = await backend.readLog("task-hello", "outputs", { tailLines: 1 });
+            const tail = await backend.readLog("task-hello", "outputs", { tailLines });
             assert.equal(parseTransferReport(tail)?.executors[0]?.exit_code, 0, tail);
           } finally {
             await backend.close();

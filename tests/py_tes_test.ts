@@ -3,27 +3,18 @@
  * client is installed by `tests/py_tes/install.sh` into ~/.cache/planetary/py-tes-<version>.
  */
 import { assertEquals } from "./_api_assert.ts";
+import { PLANETARY_CACHE, venvReady } from "./_harness/cache.ts";
 import { requireComponent } from "./_harness/component.ts";
 import { startServer } from "../src/server/start_server.ts";
 
 const PY_TES_VERSION = "1.1.4";
-const CACHE = Deno.env.get("PLANETARY_CACHE") ??
-  `${Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME")}/.cache`}/planetary`;
-const VENV = `${CACHE}/py-tes-${PY_TES_VERSION}`;
+const VENV = `${PLANETARY_CACHE}/py-tes-${PY_TES_VERSION}`;
 const SCRIPT = new URL("./py_tes/check_server.py", import.meta.url).pathname;
-
-function venvReady(): boolean {
-  try {
-    return Deno.statSync(`${VENV}/.ok`).isFile;
-  } catch {
-    return false;
-  }
-}
 
 Deno.test({
   name: "startServer() serves the py-tes client without a single client-side error",
   ignore: !requireComponent(
-    venvReady(),
+    venvReady(VENV),
     `py-tes venv missing: run tests/py_tes/install.sh (${VENV})`,
   ),
   async fn() {

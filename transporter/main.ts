@@ -38,7 +38,12 @@ import { storageConfigFromEnv } from "./storage_config.ts";
 import { writeTerminationMessage } from "./termination.ts";
 import { describeError } from "./transfer_error.ts";
 
-/** The exact `deno run` permission flags the transporter needs (no `--allow-run`, no `-A`). */
+/**
+ * The exact `deno run` permission flags the transporter needs (no `--allow-run`, no `-A`). No
+ * `--allow-sys`: on GKE or GCE, Google's default credentials then find the metadata server only
+ * with `METADATA_SERVER_DETECTION=ping-only` in the transporter's environment (without it they
+ * would read the network interfaces first).
+ */
 export const TRANSPORTER_PERMISSIONS: readonly string[] = Object.freeze([
   "--allow-read",
   "--allow-write",

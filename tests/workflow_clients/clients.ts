@@ -5,6 +5,7 @@
  * @module
  */
 import { type ServeHarness, startServe } from "../_harness/serve.ts";
+import { PLANETARY_CACHE, venvReady } from "../_harness/cache.ts";
 
 /** Pinned versions; keep them equal to install.sh's. */
 export const VERSIONS = {
@@ -15,29 +16,14 @@ export const VERSIONS = {
   pyTes: "1.1.4",
 } as const;
 
-const CACHE = Deno.env.get("PLANETARY_CACHE") ??
-  `${Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME")}/.cache`}/planetary`;
-
 /** The Snakemake venv. */
 export const SNAKEMAKE_VENV =
-  `${CACHE}/snakemake-${VERSIONS.snakemake}-tes-${VERSIONS.snakemakeTes}`;
+  `${PLANETARY_CACHE}/snakemake-${VERSIONS.snakemake}-tes-${VERSIONS.snakemakeTes}`;
 /** The Toil venv. */
 export const TOIL_VENV =
-  `${CACHE}/toil-${VERSIONS.toil}-tes-${VERSIONS.toilTes}-py-tes-${VERSIONS.pyTes}`;
+  `${PLANETARY_CACHE}/toil-${VERSIONS.toil}-tes-${VERSIONS.toilTes}-py-tes-${VERSIONS.pyTes}`;
 
-/**
- * Whether a venv was installed completely (install.sh marks it with `.ok`).
- *
- * @param venv The venv folder.
- * @returns Whether it is ready.
- */
-export function venvReady(venv: string): boolean {
-  try {
-    return Deno.statSync(`${venv}/.ok`).isFile;
-  } catch {
-    return false;
-  }
-}
+export { venvReady };
 
 /** A server whose tasks see `shared` at the same path and run the venv's programs. */
 export interface WorkflowServer {
