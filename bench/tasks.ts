@@ -1,7 +1,12 @@
 /**
  * Execution benchmark: `N` trivial tasks (`true`) submitted at once to a real `planetary serve`
- * subprocess running the local backend (host runtime on a machine without docker/podman) with
- * `--max-tasks M`, then timed until every task is finished.
+ * subprocess running the local backend with `--max-tasks M`, then timed until every task is
+ * finished. `--runtime` picks the local backend's runtime: `host` (no engine: the server's
+ * `DOCKER_HOST` names a socket nobody listens on and its `CONTAINERS_CONF` a missing file, so
+ * runtime `auto` finds neither docker nor podman), `docker` (a private `dockerd` that the bench
+ * starts itself, tests/_harness/docker.ts, with the busybox image of
+ * tests/_harness/docker_images.ts tagged `debian:12`; executors run in the engine, the
+ * transporter on the host runtime), or `both` (one after the other, same settings).
  *
  * Printed figures, with their definitions:
  * - **submit**: time to POST all tasks (concurrency 64).
@@ -25,6 +30,7 @@
  * ```sh
  * deno task bench:tasks
  * deno run -A bench/tasks.ts --tasks 500 --max-tasks 16 --db pglite
+ * deno run -A bench/tasks.ts --tasks 100 --max-tasks 8 --runtime both
  * ```
  *
  * @module
@@ -33,6 +39,8 @@ import { parseArgs } from "node:util";
 import { migrate } from "../src/store/migrate.ts";
 import { openPostgresDriver } from "../src/store/postgres/postgres_driver.ts";
 import type { TesTask } from "../src/tes/model.ts";
+import { dockerMissing, startDockerd } from "../tests/_harness/docker.ts";
+import { importBusyboxImages } from "../tests/_harness/docker_images.ts";
 import {
   type BenchPostgres,
   fetchJson,
@@ -48,11 +56,16 @@ import {
 } from "./_load.ts";
 
 const USAGE = `Usage: deno run -A bench/tasks.ts [--tasks N] [--max-tasks M] [--db pglite|pg]
+                                      [--runtime host|docker|both]
 
   --tasks N       tasks to run (default 500)
   --max-tasks M   planetary serve --max-tasks (default 16)
   --db D          pglite (embedded, default) or pg (a throwaway PostgreSQL 15, fsync=off)
+  --runtime R     host (default), docker (a private dockerd started by the bench), or both
 `;
+
+/** The image of the tasks (on docker: the busybox rootfs tagged with this name). */
+const IMAGE = "debian:12";
 
 const FINAL_STATES = new Set(["COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"]);
 const DEADLINE_MS = 30 * 60_000;
@@ -61,6 +74,7 @@ interface Options {
   tasks: number;
   maxTasks: number;
   db: "pglite" | "pg";
+  runtimes: ("host" | "docker")[];
 }
 
 function parseOptions(args: string[]): Options {
@@ -70,6 +84,7 @@ function parseOptions(args: string[]): Options {
       tasks: { type: "string" },
       "max-tasks": { type: "string" },
       db: { type: "string" },
+      runtime: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -86,7 +101,12 @@ function parseOptions(args: string[]): Options {
   };
   const db = values.db ?? "pglite";
   if (db !== "pglite" && db !== "pg") throw new Error(`--db: pglite or pg, got ${db}`);
+  const runtime = values.runtime ?? "host";
+  if (runtime !== "host" && runtime !== "docker" && runtime !== "both") {
+    throw new Error(`--runtime: host, docker or both, got ${runtime}`);
+  }
   return {
+    runtimes: runtime === "both" ? ["host", "docker"] : [runtime],
     tasks: count(values.tasks, 500, "--tasks"),
     maxTasks: count(values["max-tasks"], 16, "--max-tasks"),
     db,
@@ -124,7 +144,42 @@ async function listRun(base: string, run: string, view: "MINIMAL" | "FULL"): Pro
   return tasks;
 }
 
-async function bench(options: Options): Promise<void> {
+/**
+ * Points the server's engine clients (spawnServe passes this process's environment on) at
+ * `runtime`: a private dockerd, or nothing at all for the host runtime.
+ */
+async function withRuntime(
+  runtime: "host" | "docker",
+  dir: string,
+  fn: () => Promise<void>,
+): Promise<void> {
+  const saved = ["DOCKER_HOST", "CONTAINERS_CONF"].map((name) =>
+    [name, Deno.env.get(name)] as const
+  );
+  try {
+    if (runtime === "host") {
+      Deno.env.set("DOCKER_HOST", `unix://${dir}/no-docker.sock`);
+      Deno.env.set("CONTAINERS_CONF", `${dir}/no-podman.conf`);
+      await fn();
+      return;
+    }
+    const missing = dockerMissing();
+    if (missing) throw new Error(`--runtime docker: ${missing}`);
+    await using engine = await startDockerd();
+    await importBusyboxImages(engine);
+    const tagged = await engine.docker(["tag", "busybox:latest", IMAGE]);
+    if (tagged.code !== 0) throw new Error(`docker tag ${IMAGE} failed: ${tagged.stderr}`);
+    Deno.env.set("DOCKER_HOST", engine.host);
+    await fn();
+  } finally {
+    for (const [name, value] of saved) {
+      if (value === undefined) Deno.env.delete(name);
+      else Deno.env.set(name, value);
+    }
+  }
+}
+
+async function bench(options: Options, runtime: "host" | "docker"): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "planetary-bench-tasks-" });
   let cluster: BenchPostgres | undefined;
   try {
@@ -139,27 +194,38 @@ async function bench(options: Options): Promise<void> {
       }
       dbArgs.push("--database-url", cluster.url);
     }
-    const server = await spawnServe([
-      "--backend",
-      "local",
-      "--max-tasks",
-      String(options.maxTasks),
-      "--work-dir",
-      `${dir}/work`,
-      ...dbArgs,
-    ]);
-    try {
-      await run(server.url, server.pid, options);
-    } finally {
-      await server.stop();
-    }
+    await withRuntime(runtime, dir, async () => {
+      const server = await spawnServe([
+        "--backend",
+        "local",
+        "--max-tasks",
+        String(options.maxTasks),
+        "--work-dir",
+        `${dir}/work`,
+        ...dbArgs,
+      ]);
+      try {
+        const onHost = /tasks run on the host runtime/.test(server.log());
+        if (onHost !== (runtime === "host")) {
+          throw new Error(`asked for the ${runtime} runtime, the server said:\n${server.log()}`);
+        }
+        await run(server.url, server.pid, options, runtime);
+      } finally {
+        await server.stop();
+      }
+    });
   } finally {
     await cluster?.stop();
     await Deno.remove(dir, { recursive: true });
   }
 }
 
-async function run(url: string, pid: number, options: Options): Promise<void> {
+async function run(
+  url: string,
+  pid: number,
+  options: Options,
+  runtime: "host" | "docker",
+): Promise<void> {
   const base = `${url}/ga4gh/tes/v1`;
   const run = crypto.randomUUID().slice(0, 8);
   const idle = await readMemory(pid);
@@ -168,7 +234,7 @@ async function run(url: string, pid: number, options: Options): Promise<void> {
   const body = (i: number): string =>
     JSON.stringify({
       name: `bench-true-${i}`,
-      executors: [{ image: "debian:12", command: ["true"] }],
+      executors: [{ image: IMAGE, command: ["true"] }],
       tags: { bench_run: run },
     });
 
@@ -220,7 +286,9 @@ async function run(url: string, pid: number, options: Options): Promise<void> {
 
   console.log(
     `planetary execution benchmark: ${options.tasks} × \`true\`, --max-tasks ${options.maxTasks}, ` +
-      `local backend (host runtime), ${
+      `local backend (${
+        runtime === "host" ? "host runtime" : "docker runtime: executors in dockerd"
+      }), ${
         options.db === "pg" ? "PostgreSQL 15 (fsync=off)" : "PGlite"
       }, ${navigator.hardwareConcurrency} CPUs, Deno ${Deno.version.deno}`,
   );
@@ -258,5 +326,5 @@ if (import.meta.main) {
     console.error(`${error instanceof Error ? error.message : error}\n\n${USAGE}`);
     Deno.exit(2);
   }
-  await bench(options);
+  for (const runtime of options.runtimes) await bench(options, runtime);
 }

@@ -1014,7 +1014,7 @@ Deno.test("startServer() with execution keeps exactly the backend parameters the
     announce: false,
     api: { logRequests: false },
     // The task may well run; only what the API stored and announces matters here.
-    execution: { maxConcurrentTasks: 1, fileAllowList: [] },
+    execution: { maxConcurrentTasks: 1, fileAllowList: [], runtime: "host" },
   });
   try {
     const info = await (await fetch(`${server.url}/service-info`)).json();

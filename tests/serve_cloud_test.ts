@@ -411,7 +411,10 @@ Deno.test({
     const root = await Deno.makeTempDir({ prefix: "planetary-serve-cloud-" });
     const store = await openTaskStore({});
     try {
-      const resolved = await resolveServeOptions({ port: "0", dataDir: root }, env);
+      const resolved = await resolveServeOptions(
+        { port: "0", dataDir: root, runtime: "host" },
+        env,
+      );
       const server = await startServer({
         ...resolved,
         store,

@@ -37,7 +37,7 @@ async function withServer(fn: (fixture: Fixture) => Promise<void>): Promise<void
     dataDir: `${root}/data`,
     announce: false,
     api: { logRequests: false },
-    execution: { sharedDirs: [shared], fileAllowList: [], pollIntervalMs: 100 },
+    execution: { sharedDirs: [shared], fileAllowList: [], pollIntervalMs: 100, runtime: "host" },
   });
   try {
     await fn({ server, client: new TesClient(server.url, { retries: 0 }), shared, outside });

@@ -53,6 +53,35 @@ function checkRelativePath(relativePath: string): void {
   }
 }
 
+/**
+ * Refuses to write `path` through a symbolic link: `base` (the input's own path) and every
+ * component of `path` below it must not be one (a DIRECTORY input over a folder that holds a
+ * link would otherwise write wherever the link points). Missing components are fine: they are
+ * created as folders.
+ */
+async function refuseSymlinks(base: string, path: string): Promise<void> {
+  const top = base.replace(/\/+$/, "") || "/";
+  const rest = path === top ? [] : path.slice(top === "/" ? 1 : top.length + 1).split("/");
+  let current = top;
+  for (const part of ["", ...rest]) {
+    if (part !== "") current = current === "/" ? `/${part}` : `${current}/${part}`;
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.lstat(current);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return;
+      throw error;
+    }
+    if (info.isSymlink) {
+      throw new StorageError(
+        `refusing to write ${path}: ${current} is a symbolic link (inputs are never written ` +
+          "through one)",
+        { code: "PERMISSION_DENIED" },
+      );
+    }
+  }
+}
+
 async function writeStream(path: string, stream: ReadableStream<Uint8Array>): Promise<number> {
   const slash = path.lastIndexOf("/");
   if (slash > 0) await Deno.mkdir(path.slice(0, slash), { recursive: true });
@@ -129,6 +158,7 @@ export async function downloadInputs(
   const results = await runBounded(jobs, parallelism, async (job) => {
     if (failed) throw new Error("skipped after an earlier failure");
     try {
+      await refuseSymlinks(job.input.path, job.destination);
       if (job.content !== undefined) {
         const bytes = new TextEncoder().encode(job.content);
         const slash = job.destination.lastIndexOf("/");

@@ -36,7 +36,7 @@ import { TransferProgress } from "./progress.ts";
 import { buildExecutorReports } from "./report.ts";
 import { storageConfigFromEnv } from "./storage_config.ts";
 import { writeTerminationMessage } from "./termination.ts";
-import { describeError } from "./transfer_error.ts";
+import { boundedList, describeError } from "./transfer_error.ts";
 
 /**
  * The exact `deno run` permission flags the transporter needs (no `--allow-run`, no `-A`). No
@@ -118,7 +118,7 @@ async function runInputs(specPath: string): Promise<number> {
     }
     return 0;
   } catch (error) {
-    const reason = `downloading inputs failed: ${describeError(error)}`;
+    const reason = `downloading inputs failed: ${boundedList([describeError(error)]).join("")}`;
     log(reason);
     await writeTerminationMessage(reason);
     return 1;
@@ -138,15 +138,21 @@ async function runOutputs(specPath: string): Promise<number> {
       .finally(() => progress.stop());
     report.outputs = result.outputs;
     if (result.warnings.length > 0) {
-      report.warnings = result.warnings;
-      for (const warning of result.warnings) log(warning);
+      // Bounded: the warnings become lines of the task's system_logs.
+      report.warnings = boundedList(result.warnings, {
+        more: (n) => `… and ${n} more outputs are missing`,
+      });
+      for (const warning of report.warnings) log(warning);
     }
     log(summary("outputs", result.outputs.length, result.bytes, startedAt));
     if (result.errors.length > 0) {
-      report.error = `uploading outputs failed: ${result.errors.join("; ")}`;
+      const errors = boundedList(result.errors, {
+        more: (n) => `… and ${n} more outputs failed`,
+      });
+      report.error = `uploading outputs failed: ${errors.join("; ")}`;
     }
   } catch (error) {
-    report.error = `uploading outputs failed: ${describeError(error)}`;
+    report.error = `uploading outputs failed: ${boundedList([describeError(error)]).join("")}`;
   }
   if (report.error !== undefined) {
     log(report.error);

@@ -4,6 +4,7 @@
  * @module
  */
 import type { TransferOutput, TransferReport, TransferSpec } from "../src/pod/layout.ts";
+import { DATA_DIR, isWithin, normalizePath, taskMounts } from "../src/pod/task_mounts.ts";
 import { joinUrl, redactUrl, type StorageConfig, storageForUrl } from "../src/storage/mod.ts";
 import { runBounded } from "./pool.ts";
 import type { TransferProgress } from "./progress.ts";
@@ -18,6 +19,70 @@ export interface UploadOutputsOptions {
   parallelism?: number;
   /** Counts the bytes and writes progress lines. @default {undefined} (silent) */
   progress?: TransferProgress;
+  /**
+   * The task's own folders: a file or folder that resolves (symbolic links followed) outside
+   * all of them is not uploaded, with a line in `warnings`.
+   * @default {taskVolumePaths(spec)}
+   */
+  volumePaths?: readonly string[];
+}
+
+/**
+ * The folders (and single files) where a task pod mounts its data volume, as the pod builder
+ * derives them from the task (`taskMounts()`): each input's and output's folder, each
+ * executor's stdout/stderr folder, and the whole volume at `DATA_DIR`. Outputs never leave
+ * them: outside them the transporter sees its image or, on the host runtime, the host.
+ *
+ * @param spec The transfer spec.
+ * @returns Absolute paths.
+ * @example
+ * ```ts
+ * import { taskVolumePaths } from "./outputs.ts";
+ * taskVolumePaths({
+ *   version: 1, taskId: "t", inputs: [], executors: [], tailBytes: 0,
+ *   outputs: [{ url: "file:///tmp/o", path: "/out/result.txt", type: "FILE" }],
+ * }); // ["/out", "/planetary/data"]
+ * ```
+ */
+export function taskVolumePaths(spec: TransferSpec): string[] {
+  const mounts = taskMounts({
+    inputs: spec.inputs.map((input) => ({ path: input.path, type: input.type })),
+    outputs: spec.outputs.map((output) => ({
+      url: output.url,
+      path: output.path,
+      type: output.type,
+    })),
+    executors: spec.executors.map((e) => ({
+      image: "-",
+      command: ["-"],
+      stdout: e.stdout,
+      stderr: e.stderr,
+    })),
+  });
+  return [...mounts.directories, ...mounts.files].map((m) => m.mountPath).concat(DATA_DIR);
+}
+
+/** Tells whether a path stays inside the task's folders once its symbolic links are followed. */
+class Confinement {
+  #roots: Promise<string[]>;
+
+  constructor(paths: readonly string[]) {
+    // A mount point may lie behind a link of the image (/var/run -> /run): compare real paths.
+    this.#roots = Promise.all(
+      paths.map((path) => Deno.realPath(path).catch(() => normalizePath(path))),
+    );
+  }
+
+  /** The real path of `path` when it is inside, else undefined. */
+  async inside(path: string): Promise<string | undefined> {
+    const real = await Deno.realPath(path);
+    return (await this.#roots).some((root) => isWithin(real, root)) ? real : undefined;
+  }
+}
+
+function outsideWarning(index: number, output: TransferOutput, path: string): string {
+  return `output #${index} (${output.type} ${output.path}): ${path} leads outside the task's ` +
+    "volumes (a symbolic link); not uploaded";
 }
 
 /** What {@linkcode uploadOutputs} did. */
@@ -51,12 +116,20 @@ function describeOutput(index: number, output: TransferOutput): string {
   return `output #${index} (${output.type} ${output.path} -> "${redactUrl(output.url)}")`;
 }
 
-/** Every regular file under a local directory (following symlinks, once), sorted. */
-async function walkFiles(root: string): Promise<{ path: string; relativePath: string }[]> {
+/**
+ * Every regular file under a local directory (following symlinks, once, as long as they stay
+ * inside the task's volumes: `outside` receives each one that does not), sorted.
+ */
+async function walkFiles(
+  root: string,
+  confinement: Confinement,
+  outside: (path: string) => void,
+): Promise<{ path: string; relativePath: string }[]> {
   const files: { path: string; relativePath: string }[] = [];
   const visited = new Set<string>();
   async function visit(dir: string, rel: string): Promise<void> {
-    const real = await Deno.realPath(dir);
+    const real = await confinement.inside(dir);
+    if (real === undefined) return outside(dir);
     if (visited.has(real)) return;
     visited.add(real);
     const names: string[] = [];
@@ -67,7 +140,10 @@ async function walkFiles(root: string): Promise<{ path: string; relativePath: st
       const relativePath = rel === "" ? name : `${rel}/${name}`;
       const info = await Deno.stat(path).catch(() => undefined); // dangling symlink: skip
       if (info?.isDirectory) await visit(path, relativePath);
-      else if (info?.isFile) files.push({ path, relativePath });
+      else if (info?.isFile) {
+        if (await confinement.inside(path) === undefined) outside(path);
+        else files.push({ path, relativePath });
+      }
     }
   }
   await visit(root, "");
@@ -97,7 +173,15 @@ async function statOutput(path: string): Promise<Deno.FileInfo> {
   }
 }
 
-async function jobsForOutput(index: number, output: TransferOutput): Promise<Job[]> {
+async function jobsForOutput(
+  index: number,
+  output: TransferOutput,
+  confinement: Confinement,
+  warnings: string[],
+): Promise<Job[]> {
+  const outside = (path: string): void => {
+    warnings.push(outsideWarning(index, output, path));
+  };
   if (hasWildcard(output.path)) {
     const prefix = (output.path_prefix ?? literalPrefix(output.path)).replace(/\/+$/, "");
     const jobs: Job[] = [];
@@ -108,9 +192,14 @@ async function jobsForOutput(index: number, output: TransferOutput): Promise<Job
         throw new Error(`match ${match} does not start with path_prefix ${prefix}`);
       }
       const rel = match.slice(prefix.length).replace(/^\/+/, "");
-      const info = await Deno.stat(match);
+      const info = await Deno.stat(match).catch(() => undefined); // dangling symlink: skip
+      if (info === undefined) continue;
+      if ((info.isDirectory || info.isFile) && await confinement.inside(match) === undefined) {
+        outside(match);
+        continue;
+      }
       if (info.isDirectory) {
-        for (const file of await walkFiles(match)) {
+        for (const file of await walkFiles(match, confinement, outside)) {
           const url = joinUrl(
             output.url,
             rel === "" ? file.relativePath : `${rel}/${file.relativePath}`,
@@ -129,9 +218,13 @@ async function jobsForOutput(index: number, output: TransferOutput): Promise<Job
     return jobs;
   }
   const info = await statOutput(output.path);
+  if (await confinement.inside(output.path) === undefined) {
+    outside(output.path);
+    return [];
+  }
   if (output.type === "DIRECTORY") {
     if (!info.isDirectory) throw new Error(`${output.path} is not a directory`);
-    return (await walkFiles(output.path)).map((file) => ({
+    return (await walkFiles(output.path, confinement, outside)).map((file) => ({
       index,
       output,
       path: file.path,
@@ -151,7 +244,10 @@ async function jobsForOutput(index: number, output: TransferOutput): Promise<Job
  * files). Without `path_prefix`, the pattern's leading literal directory is the prefix.
  *
  * An output whose path does not exist (or a wildcard that matches nothing) is not an error:
- * it gets a line in `warnings` and nothing is uploaded for it. Any other failure (a path that
+ * it gets a line in `warnings` and nothing is uploaded for it. Nor is a path that leads out of
+ * the task's volumes through a symbolic link (the output itself, a file or folder inside a
+ * DIRECTORY output, a wildcard match): it is skipped, with a line in `warnings`, so that a
+ * task can never upload what it does not own (`/etc/shadow` on the host runtime). Any other failure (a path that
  * cannot be read, a directory declared FILE, a storage error) is recorded in `errors` for its
  * output, and the other outputs still upload.
  *
@@ -170,12 +266,13 @@ export async function uploadOutputs(
   options: UploadOutputsOptions = {},
 ): Promise<UploadOutputsResult> {
   const { config = {}, parallelism = 4, progress } = options;
+  const confinement = new Confinement(options.volumePaths ?? taskVolumePaths(spec));
   const errors: { index: number; message: string }[] = [];
   const warnings: string[] = [];
   const jobs: Job[] = [];
   for (const [index, output] of spec.outputs.entries()) {
     try {
-      jobs.push(...await jobsForOutput(index, output));
+      jobs.push(...await jobsForOutput(index, output, confinement, warnings));
     } catch (error) {
       if (error instanceof MissingOutput) {
         warnings.push(missingWarning(index, output, error.reason));

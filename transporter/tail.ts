@@ -11,7 +11,8 @@
  *
  * @param path The file to read.
  * @param maxBytes The maximum number of bytes to read.
- * @returns The decoded tail, or `""` when the file does not exist.
+ * @returns The decoded tail, or `""` when the file does not exist or is not a regular file
+ * (a symbolic link is never followed).
  * @throws {Deno.errors.PermissionDenied} When the file exists but cannot be read.
  *
  * @example Usage
@@ -23,6 +24,9 @@
 export async function readTail(path: string, maxBytes: number): Promise<string> {
   let file: Deno.FsFile;
   try {
+    // The files are written by the task's executors, and the transporter may read what they
+    // may not: a symbolic link in their place (to /etc/shadow, say) is not followed.
+    if (!(await Deno.lstat(path)).isFile) return "";
     file = await Deno.open(path, { read: true });
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return "";

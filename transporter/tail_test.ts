@@ -71,3 +71,14 @@ Deno.test("decodeUtf8Tail() drops an incomplete character at the end", () => {
   assert.equal(decodeUtf8Tail(bytes.subarray(0, 4), false), "ab");
   assert.equal(decodeUtf8Tail(bytes, false), "ab€");
 });
+
+Deno.test("readTail() does not follow a symbolic link an executor put in place of its log", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/secret`, "root:hash:19000::::::\n");
+    await Deno.symlink(`${dir}/secret`, `${dir}/exec-0.stdout`);
+    assert.equal(await readTail(`${dir}/exec-0.stdout`, 1000), "");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

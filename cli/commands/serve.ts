@@ -6,7 +6,7 @@
 import { parseArgs } from "node:util";
 import { type Command, UsageError } from "../command.ts";
 import { resolveServeOptions, ServeConfigError } from "../../src/server/serve_config.ts";
-import { startServer } from "../../src/server/start_server.ts";
+import { startServer, UnsafeHostRuntimeError } from "../../src/server/start_server.ts";
 import { AUTH_TOKENS_FILE_ENV, withAuthTokensFile } from "../../src/api/auth_tokens_file.ts";
 import { DataDirNotUsableError } from "../../src/store/pglite/pglite_driver.ts";
 
@@ -44,6 +44,14 @@ Options:
   --shared-dir DIR      folder every task sees at the same path as here, read-write
                         (Snakemake, Toil), repeatable; also file:// storage; must exist
                         (env PLANETARY_SHARED_DIRS, a colon list)
+  --runtime R           what runs task containers: auto (a working docker engine, else
+                        podman, else the host runtime; default), host, docker or podman
+                        (env PLANETARY_RUNTIME)
+  --task-user UID:GID   user and group that executors of the host runtime run as, with no
+                        capabilities (env PLANETARY_TASK_USER; default 65534:65534); give
+                        the owner of the shared dirs when tasks must write there
+  --max-run-seconds N   longest a task may run; then it ends SYSTEM_ERROR
+                        (env PLANETARY_MAX_RUN_SECONDS; default: no limit)
   --storage-schemes L   URL schemes inputs/outputs may use, a comma list of file, http,
                         https, s3, gs, az (env PLANETARY_STORAGE_SCHEMES; default: file,
                         http, https, s3, gs, and az when Azure is configured)
@@ -53,6 +61,9 @@ Options:
                         loopback (against DNS rebinding), repeatable; * = any
                         (env PLANETARY_ALLOWED_HOSTS, a comma list)
   --log-requests=BOOL   one JSON log line per request on stderr (default true)
+  --unsafe-host-runtime run tasks on the host runtime (no docker/podman) even with
+                        authentication configured: it does not isolate one user's tasks
+                        from another's (refused without this flag; exit 2)
   --config FILE.json    JSON file: {host, port, dataDir, databaseUrl, execution: {workDir,
                         maxConcurrentTasks, fileAllowList, sharedDirs, …}, api: {serviceInfo,
                         supportedBackendParameters, maxBodyBytes, allowedUrlSchemes,
@@ -90,9 +101,13 @@ export const serveCommand: Command = {
           "max-tasks": { type: "string" },
           "file-allow": { type: "string", multiple: true },
           "shared-dir": { type: "string", multiple: true },
+          runtime: { type: "string" },
+          "task-user": { type: "string" },
+          "max-run-seconds": { type: "string" },
           "storage-schemes": { type: "string" },
           "cors-origin": { type: "string", multiple: true },
           "allow-host": { type: "string", multiple: true },
+          "unsafe-host-runtime": { type: "boolean" },
           help: { type: "boolean", short: "h" },
         },
         strict: true,
@@ -119,6 +134,9 @@ export const serveCommand: Command = {
         maxTasks: values["max-tasks"],
         fileAllow: values["file-allow"],
         sharedDir: values["shared-dir"],
+        runtime: values.runtime,
+        taskUser: values["task-user"],
+        maxRunSeconds: values["max-run-seconds"],
         storageSchemes: values["storage-schemes"],
         corsOrigin: values["cors-origin"],
         allowHost: values["allow-host"],
@@ -128,10 +146,15 @@ export const serveCommand: Command = {
       throw error;
     }
     options.api = await withAuthTokensFile(options.api, Deno.env.get(AUTH_TOKENS_FILE_ENV));
+    if (values["unsafe-host-runtime"]) options.unsafeHostRuntime = true;
     let server;
     try {
       server = await startServer(options);
     } catch (error) {
+      if (error instanceof UnsafeHostRuntimeError) {
+        console.error(`planetary serve: ${error.message}`);
+        return 2;
+      }
       if (error instanceof DataDirNotUsableError) {
         throw new UsageError(`--data-dir ${error.dataDir} ${error.reason}`);
       }

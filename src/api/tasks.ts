@@ -45,6 +45,17 @@ export interface TaskRoutesOptions {
 const CANCEL_SUFFIX = ":cancel";
 
 /**
+ * With authentication, `file://` folders are per user: each allowed folder `F` becomes
+ * `F/<owner>` for that owner's tasks, so that bob can neither read nor overwrite alice's
+ * files. An owner name that is not a plain path segment (empty, `.`, `..`, a `/` or a NUL)
+ * gets no `file://` folder at all.
+ */
+function ownerFileAllowList(allowList: readonly string[], owner: string): string[] {
+  if (owner === "" || owner === "." || owner === ".." || /[/\0]/.test(owner)) return [];
+  return allowList.map((dir) => `${dir.replace(/\/+$/, "")}/${owner}`);
+}
+
+/**
  * Builds the task routes, to be mounted under a TES base path (`/ga4gh/tes/v1`, `/v1`).
  *
  * @param options The store, configuration and logger.
@@ -81,9 +92,14 @@ export function createTaskRoutes(options: TaskRoutesOptions): Hono<ApiEnv> {
 
   app.post("/tasks", async (c) => {
     const body = await readJsonBody(c.req.raw, bodyOptions);
-    const result = validateTask(body, validateOptions);
-    if (!result.ok) throw new HttpError(400, formatProblems(result.problems));
     const owner = c.get("user");
+    const result = validateTask(
+      body,
+      owner === undefined || config.fileAllowList === undefined
+        ? validateOptions
+        : { ...validateOptions, fileAllowList: ownerFileAllowList(config.fileAllowList, owner) },
+    );
+    if (!result.ok) throw new HttpError(400, formatProblems(result.problems));
     const id = await store.create(result.task, owner === undefined ? {} : { owner });
     if (result.warnings.length > 0) {
       logger.warn("task accepted with warnings", {

@@ -355,6 +355,9 @@ export function buildTaskPod(
     args: [mode, SPEC_PATH],
     resources: resolved.transporterResources,
     securityContext: TRANSPORTER_SECURITY,
+    // Not the default /dev/termination-log: Deno refuses writes under /dev without
+    // --allow-all. Must equal DEFAULT_TERMINATION_LOG of transporter/termination.ts.
+    terminationMessagePath: "/planetary/termination-log",
     terminationMessagePolicy: "FallbackToLogsOnError",
     ...(Object.keys(resolved.transporterEnv).length
       ? {

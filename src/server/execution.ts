@@ -27,6 +27,11 @@ const HOST_FILES_ROOT = "/planetary/host";
  */
 const CONTAINER_SOURCE_DIR = "/planetary/source";
 const CONTAINER_DENO_DIR = "/planetary/deno";
+/** The only containers that see Planetary's own files: the transporter's. */
+const TRANSPORTER_CONTAINERS: readonly string[] = Object.freeze([
+  INPUTS_CONTAINER,
+  OUTPUTS_CONTAINER,
+]);
 /** Prefix of the pod volumes of the shared dirs (`planetary-shared-0`, …). */
 const SHARED_VOLUME_PREFIX = "planetary-shared-";
 
@@ -63,6 +68,24 @@ export interface ExecutionOptions {
    * @default [] (none)
    */
   sharedDirs?: string[];
+  /**
+   * What runs the local backend's containers: `auto` (a working docker engine, else podman,
+   * else the host runtime), or one of them by name. @default "auto"
+   */
+  runtime?: "auto" | "host" | "docker" | "podman";
+  /**
+   * The user and group that executor containers of the local backend's host runtime run as,
+   * with no capabilities. Give the owner of the shared dirs when tasks must write there as the
+   * workflow engine does; 65534:65534 (`nobody`) for tasks of people you do not trust.
+   * @default undefined (the server's user, with its capabilities)
+   */
+  taskUser?: { uid: number; gid: number };
+  /**
+   * Longest a task's pod may run, in seconds (`activeDeadlineSeconds`, honoured by the local
+   * backend as by Kubernetes); a task over it ends SYSTEM_ERROR saying so.
+   * @default undefined (no limit)
+   */
+  maxRunSeconds?: number;
   /** The orchestrator's identity in claims. @default a random id */
   owner?: string;
   /** How long a claim lasts unless renewed, in ms. @default 30000 */
@@ -78,6 +101,14 @@ export interface ExecutionOptions {
    * @default {} (none)
    */
   storageEnv?: Readonly<Record<string, string>>;
+  /**
+   * Called with the name of the local backend's runtime (`host`, `docker`, `podman`) once it
+   * is chosen, before any task is claimed. When it throws, no task runs and
+   * {@linkcode RunningExecution.ready} rejects with that error. Not called with another
+   * backend, or when no runtime works here (tasks then fail with the reason).
+   * @default undefined (no check)
+   */
+  checkRuntime?: (runtimeName: string) => void;
 }
 
 /** The running execution side. */
@@ -86,6 +117,11 @@ export interface RunningExecution {
   orchestrator: Orchestrator;
   /** The backend it runs pods on. */
   backend: Backend;
+  /**
+   * Resolves once the orchestrator claims tasks (after
+   * {@linkcode ExecutionOptions.checkRuntime}); rejects with the check's error.
+   */
+  ready: Promise<void>;
   /** Stops the orchestrator, then the backend (the local backend kills its pods). */
   stop(): Promise<void>;
 }
@@ -125,9 +161,11 @@ function localSourceDir(): string | undefined {
 /** How task containers run on this machine reach Planetary's transporter and `file://` storage. */
 export interface HostTransporterSetup {
   /**
-   * Host folders to share with every container (the local backend's and the test node agent's
-   * host runtime): the Deno cache at `/planetary/deno`, the source tree read-only at
-   * `/planetary/source`, and each allow-listed folder under `/planetary/host`.
+   * Host folders to share with the transporter containers (`inputs` and `outputs`) of the
+   * local backend's and the test node agent's host runtime, and with no executor: the Deno
+   * cache read-only at `/planetary/deno`, the source tree read-only at `/planetary/source`, and
+   * each allow-listed folder (read-write) under `/planetary/host`. Nothing that a later process
+   * runs is writable by a task, and executors see none of Planetary's own files.
    */
   sharedHostPaths: SharedHostPath[];
   /** Pod builder settings: the transporter command and environment that match those paths. */
@@ -150,15 +188,19 @@ export function hostTransporterSetup(fileAllowList: readonly string[]): HostTran
   const home = Deno.env.get("HOME");
   const denoDir = Deno.env.get("DENO_DIR") ?? (home ? `${home}/.cache/deno` : undefined);
   const sourceDir = localSourceDir();
+  const containers = TRANSPORTER_CONTAINERS;
   return {
     sharedHostPaths: [
-      ...(denoDir ? [{ hostPath: denoDir, containerPath: CONTAINER_DENO_DIR }] : []),
+      ...(denoDir
+        ? [{ hostPath: denoDir, containerPath: CONTAINER_DENO_DIR, readOnly: true, containers }]
+        : []),
       ...(sourceDir
-        ? [{ hostPath: sourceDir, containerPath: CONTAINER_SOURCE_DIR, readOnly: true }]
+        ? [{ hostPath: sourceDir, containerPath: CONTAINER_SOURCE_DIR, readOnly: true, containers }]
         : []),
       ...fileAllowList.map((hostPath) => ({
         hostPath,
         containerPath: `${HOST_FILES_ROOT}${hostPath === "/" ? "" : hostPath}`,
+        containers,
       })),
     ],
     pod: {
@@ -214,10 +256,16 @@ export function startExecution(store: TaskStore, options: ExecutionOptions): Run
     workDir,
     maxConcurrentPods: maxConcurrentTasks,
     sharedHostPaths: setup.sharedHostPaths,
+    ...(options.taskUser === undefined ? {} : { hostUser: options.taskUser }),
+    ...(options.runtime === undefined ? {} : { runtime: options.runtime }),
     ...(storageSecret ? { secrets: { [STORAGE_SECRET_NAME]: storageEnv } } : {}),
   });
+  const deadline = options.maxRunSeconds === undefined
+    ? {}
+    : { activeDeadlineSeconds: options.maxRunSeconds };
   const podConfig: PodBuilderConfig = local
     ? {
+      ...deadline,
       ...setup.pod,
       ...pod,
       transporterEnv: { ...setup.pod.transporterEnv, ...pod.transporterEnv },
@@ -226,6 +274,7 @@ export function startExecution(store: TaskStore, options: ExecutionOptions): Run
         : {}),
     }
     : {
+      ...deadline,
       transporterCommand: localTransporterCommand(),
       ...pod,
       transporterEnv: {
@@ -245,11 +294,22 @@ export function startExecution(store: TaskStore, options: ExecutionOptions): Run
     ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
     ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
   });
-  orchestrator.start();
+  const { checkRuntime } = options;
+  let stopped = false;
+  const ready = (async () => {
+    if (checkRuntime !== undefined && backend instanceof LocalBackend) {
+      const runtime = await backend.runtime().catch(() => undefined);
+      if (runtime !== undefined) checkRuntime(runtime.name);
+    }
+    if (!stopped) orchestrator.start();
+  })();
   return {
     orchestrator,
     backend,
+    ready,
     async stop() {
+      stopped = true;
+      await ready.catch(() => {});
       await orchestrator.stop();
       await backend.close();
     },

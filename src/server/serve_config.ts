@@ -56,6 +56,12 @@ export interface ServeFlags {
   allowHost?: string[] | undefined;
   /** `--shared-dir`: folders tasks see at the same path as this machine (repeatable). */
   sharedDir?: string[] | undefined;
+  /** `--runtime`: `auto`, `host`, `docker` or `podman`. */
+  runtime?: string | undefined;
+  /** `--task-user`: `UID:GID` that executors of the host runtime run as. */
+  taskUser?: string | undefined;
+  /** `--max-run-seconds`: longest a task's pod may run. */
+  maxRunSeconds?: string | undefined;
 }
 
 /** The URL schemes `--storage-schemes` may name. */
@@ -83,6 +89,10 @@ const ServeConfigFileSchema = z.strictObject({
       maxConcurrentTasks: z.number().int().positive().optional(),
       fileAllowList: z.array(z.string().startsWith("/")).optional(),
       sharedDirs: z.array(z.string().startsWith("/")).optional(),
+      runtime: z.enum(["auto", "host", "docker", "podman"]).optional(),
+      taskUser: z.strictObject({ uid: z.number().int().min(0), gid: z.number().int().min(0) })
+        .optional(),
+      maxRunSeconds: z.number().int().positive().optional(),
       leaseMs: z.number().int().positive().optional(),
       pollIntervalMs: z.number().int().positive().optional(),
     }),
@@ -240,6 +250,29 @@ export async function resolveServeOptions(
     if (sharedDirs !== undefined) {
       execution.sharedDirs = await checkSharedDirs(sharedDirs);
     }
+    const runtime = pick(flags.runtime, "PLANETARY_RUNTIME");
+    if (runtime !== undefined) {
+      if (
+        runtime !== "auto" && runtime !== "host" && runtime !== "docker" && runtime !== "podman"
+      ) {
+        throw new ServeConfigError(
+          `--runtime: must be auto, host, docker or podman, got "${runtime}"`,
+        );
+      }
+      execution.runtime = runtime;
+    }
+    const taskUser = pick(flags.taskUser, "PLANETARY_TASK_USER");
+    if (taskUser !== undefined) execution.taskUser = parseTaskUser(taskUser);
+    const maxRun = pick(flags.maxRunSeconds, "PLANETARY_MAX_RUN_SECONDS");
+    if (maxRun !== undefined) {
+      const n = /^[0-9]{1,9}$/.test(maxRun) ? Number(maxRun) : 0;
+      if (n < 1) {
+        throw new ServeConfigError(
+          `--max-run-seconds: must be a positive integer, got "${maxRun}"`,
+        );
+      }
+      execution.maxRunSeconds = n;
+    }
     options.execution = execution;
   }
   const api: ApiConfig = { ...options.api };
@@ -306,6 +339,16 @@ async function checkSharedDirs(dirs: readonly string[]): Promise<string[]> {
     }
   }
   return [...dirs];
+}
+
+function parseTaskUser(value: string): { uid: number; gid: number } {
+  const match = /^([0-9]{1,9}):([0-9]{1,9})$/.exec(value);
+  if (match === null) {
+    throw new ServeConfigError(
+      `--task-user: must be UID:GID (numbers, e.g. "$(id -u):$(id -g)"), got "${value}"`,
+    );
+  }
+  return { uid: Number(match[1]), gid: Number(match[2]) };
 }
 
 function parsePort(value: string): number {

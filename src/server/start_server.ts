@@ -58,7 +58,40 @@ export interface ServeOptions {
    * @default undefined (no scheme restriction, service-info storage as configured)
    */
   cloudStorage?: { schemes: readonly string[]; prefixes: readonly string[] };
+  /**
+   * Run tasks on the local backend's host runtime even with authentication configured
+   * (`api.authTokens`: several users). The host runtime does not isolate one task from
+   * another, so without this the server refuses to start there
+   * ({@linkcode UnsafeHostRuntimeError}); `planetary serve --unsafe-host-runtime` sets it.
+   * @default false
+   */
+  unsafeHostRuntime?: boolean;
 }
+
+/**
+ * Thrown by {@linkcode startServer} when authentication is configured (several users) and
+ * tasks would run on the host runtime, which does not isolate them, without
+ * {@linkcode ServeOptions.unsafeHostRuntime}.
+ */
+export class UnsafeHostRuntimeError extends Error {
+  /** Stable error code. */
+  readonly code = "UNSAFE_HOST_RUNTIME";
+  /**
+   * Builds the error.
+   *
+   * @param message What is refused and what to do.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "UnsafeHostRuntimeError";
+  }
+}
+
+/** The one line `planetary serve` prints when tasks run on the host runtime. */
+export const HOST_RUNTIME_WARNING =
+  "Planetary warning: tasks run on the host runtime (no docker/podman engine in use), which " +
+  "does NOT isolate them: every task reads this machine's files and uses its network; run " +
+  "only trusted tasks, or install docker or podman";
 
 /** A running server. */
 export interface RunningServer {
@@ -172,12 +205,33 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     fileAllowList = [
       ...new Set([...(given.fileAllowList ?? defaultFileAllowList()), ...sharedDirs]),
     ];
+    const multiUser = Object.keys(options.api?.authTokens ?? {}).length > 0;
     execution = startExecution(store, {
       ...given,
       workDir: given.workDir ?? `${base}/work`,
       fileAllowList: [...fileAllowList],
       sharedDirs: [...sharedDirs],
+      checkRuntime: (name) => {
+        given.checkRuntime?.(name);
+        if (name !== "host") return;
+        if (multiUser && options.unsafeHostRuntime !== true) {
+          throw new UnsafeHostRuntimeError(
+            "Refusing to start: authentication is configured (several users), but tasks " +
+              "would run on the host runtime, which does not isolate one user's tasks from " +
+              "another's; install and start docker or podman, or pass --unsafe-host-runtime " +
+              "(unsafeHostRuntime) to run them on the host anyway",
+          );
+        }
+        if (announce) console.error(HOST_RUNTIME_WARNING);
+      },
     });
+    try {
+      await execution.ready;
+    } catch (error) {
+      await execution.stop().catch(() => {});
+      if (ownsStore) await store.close().catch(() => {});
+      throw error;
+    }
   }
   let apiConfig = options.api;
   if (execution && apiConfig?.fileAllowList === undefined) {

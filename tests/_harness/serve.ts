@@ -27,6 +27,12 @@ export interface StartServeOptions {
   dataTemplate?: string;
   /** More environment variables of the server (on top of this process's). @default {} */
   env?: Record<string, string>;
+  /**
+   * `--runtime` of the local backend. The host runtime by default, so that a docker or podman
+   * found on the machine does not change what a test runs on; `auto` lets the server choose.
+   * @default "host"
+   */
+  runtime?: "auto" | "host" | "docker" | "podman";
 }
 
 /** A running `planetary serve` subprocess. */
@@ -82,7 +88,8 @@ interface Process {
  * @throws {Error} When the server exits or does not become ready in time (with its log).
  */
 export async function startServe(options: StartServeOptions = {}): Promise<ServeHarness> {
-  const { maxTasks, args = [], startupMs = 120_000, dataTemplate, env = {} } = options;
+  const { maxTasks, args = [], startupMs = 120_000, dataTemplate, env = {}, runtime = "host" } =
+    options;
   const root = await Deno.makeTempDir({ prefix: "planetary-e2e-" });
   const dataDir = `${root}/data`;
   const storageDir = `${root}/storage`;
@@ -113,6 +120,8 @@ export async function startServe(options: StartServeOptions = {}): Promise<Serve
         storageDir,
         "--log-requests=false",
         ...(maxTasks === undefined ? [] : ["--max-tasks", String(maxTasks)]),
+        "--runtime",
+        runtime,
         ...args,
       ],
       stdin: "null",

@@ -12,6 +12,7 @@ import type {
 } from "../storage.ts";
 import { StorageError, StorageNotFoundError, StoragePermissionError } from "../storage_error.ts";
 import { redactText } from "../redact_url.ts";
+import { stallMessage, stallTimeoutMsFromEnv, withStallTimeout } from "../_stall_timeout.ts";
 
 /** Options of {@linkcode HttpStorage}. */
 export interface HttpStorageOptions {
@@ -36,6 +37,13 @@ export interface HttpStorageOptions {
    * @default {(ms) => new Promise((resolve) => setTimeout(resolve, ms))}
    */
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * Longest wait for the response headers or for the next chunk of a body, in milliseconds:
+   * a request that receives nothing for that long fails with `stalled: no data for N s` (no
+   * headers yet: retried like a network error; mid-body: the read fails).
+   * @default {`PLANETARY_STORAGE_STALL_SECONDS` × 1000, else 60000}
+   */
+  stallTimeoutMs?: number;
 }
 
 /**
@@ -61,11 +69,13 @@ export class HttpStorage implements Storage {
   #jitter: boolean;
   #headers: Record<string, string>;
   #sleep: (ms: number) => Promise<void>;
+  #stallTimeoutMs: number;
 
   /**
    * Creates the adapter.
    *
-   * @param options Retry policy and headers.
+   * @param options Retry policy, stall timeout and headers.
+   * @throws {RangeError} When `PLANETARY_STORAGE_STALL_SECONDS` is set to no positive number.
    */
   constructor(options: HttpStorageOptions = {}) {
     const {
@@ -76,6 +86,7 @@ export class HttpStorage implements Storage {
       jitter = true,
       headers = {},
       sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)),
+      stallTimeoutMs = stallTimeoutMsFromEnv(),
     } = options;
     this.#maxAttempts = Math.max(1, maxAttempts);
     this.#initialDelayMs = initialDelayMs;
@@ -84,6 +95,7 @@ export class HttpStorage implements Storage {
     this.#jitter = jitter;
     this.#headers = headers;
     this.#sleep = sleep;
+    this.#stallTimeoutMs = stallTimeoutMs;
   }
 
   /**
@@ -96,9 +108,9 @@ export class HttpStorage implements Storage {
    * @throws {StorageError} On other failures after retries.
    */
   async stat(url: string): Promise<StorageStat | undefined> {
-    let response = await this.#fetch("HEAD", url, { allowMissing: true });
+    let { response } = await this.#fetch("HEAD", url, { allowMissing: true });
     if (response.status === 405 || response.status === 501) {
-      response = await this.#fetch("GET", url, { allowMissing: true });
+      ({ response } = await this.#fetch("GET", url, { allowMissing: true }));
     }
     await response.body?.cancel().catch(() => {});
     if (response.status === 404 || response.status === 410) return undefined;
@@ -113,11 +125,17 @@ export class HttpStorage implements Storage {
    * @returns The response body.
    * @throws {StorageNotFoundError} On HTTP 404/410.
    * @throws {StoragePermissionError} On HTTP 401/403.
-   * @throws {StorageError} On other failures after retries.
+   * @throws {StorageError} On other failures after retries; reading the stream fails with
+   *   `stalled: no data for N s` when the server sends nothing for `stallTimeoutMs`.
    */
   async read(url: string): Promise<ReadableStream<Uint8Array>> {
-    const response = await this.#fetch("GET", url, { allowMissing: false });
-    return response.body ?? new ReadableStream({ start: (c) => c.close() });
+    const { response, abort } = await this.#fetch("GET", url, { allowMissing: false });
+    if (!response.body) return new ReadableStream({ start: (c) => c.close() });
+    return withStallTimeout(response.body, {
+      timeoutMs: this.#stallTimeoutMs,
+      url,
+      onStall: abort,
+    });
   }
 
   /**
@@ -167,7 +185,7 @@ export class HttpStorage implements Storage {
     method: "GET" | "HEAD",
     url: string,
     { allowMissing }: { allowMissing: boolean },
-  ): Promise<Response> {
+  ): Promise<{ response: Response; abort: () => void }> {
     const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
     if (scheme !== "http" && scheme !== "https") {
       throw new StorageError("not an http(s) URL", { code: "INVALID_URL", url });
@@ -176,17 +194,29 @@ export class HttpStorage implements Storage {
     let lastCause: unknown;
     for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
       let retryAfterMs: number | undefined;
+      const request = new AbortController();
+      const abort = (): void => request.abort();
+      let stalled = false;
+      const timer = setTimeout(() => {
+        stalled = true;
+        abort();
+      }, this.#stallTimeoutMs);
       try {
-        const response = await fetch(url, { method, headers: this.#headers, redirect: "follow" });
-        if (response.ok) return response;
+        const response = await fetch(url, {
+          method,
+          headers: this.#headers,
+          redirect: "follow",
+          signal: request.signal,
+        }).finally(() => clearTimeout(timer));
+        if (response.ok) return { response, abort };
         const status = response.status;
         if (status === 404 || status === 410) {
-          if (allowMissing) return response;
+          if (allowMissing) return { response, abort };
           await response.body?.cancel().catch(() => {});
           throw new StorageNotFoundError(url);
         }
         if (allowMissing && (status === 405 || status === 501) && method === "HEAD") {
-          return response;
+          return { response, abort };
         }
         await response.body?.cancel().catch(() => {});
         if (status === 401 || status === 403) {
@@ -203,7 +233,11 @@ export class HttpStorage implements Storage {
         retryAfterMs = parseRetryAfter(response.headers.get("retry-after"));
       } catch (error) {
         if (error instanceof StorageError) throw error;
-        lastFailure = error instanceof Error ? redactText(error.message) : String(error);
+        lastFailure = stalled
+          ? stallMessage(this.#stallTimeoutMs).replace("no data", "no response")
+          : error instanceof Error
+          ? redactText(error.message)
+          : String(error);
         lastCause = error;
       }
       if (attempt < this.#maxAttempts) await this.#sleep(this.#delay(attempt, retryAfterMs));

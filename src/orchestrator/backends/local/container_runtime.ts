@@ -45,6 +45,19 @@ export interface ContainerRunSpec {
   logFile: string;
   /** `securityContext.runAsUser`, when set (honoured by container engines only). */
   runAsUser?: number;
+  /**
+   * The container's `resources.limits`, when set (honoured by container engines only; the
+   * local backend fills them in from the pod spec).
+   */
+  limits?: ContainerLimits;
+}
+
+/** Resource limits of one container, in engine units. */
+export interface ContainerLimits {
+  /** CPU cores (`docker run --cpus`), from `resources.limits.cpu`. */
+  cpus?: number;
+  /** Memory in bytes (`docker run --memory`), from `resources.limits.memory`. */
+  memoryBytes?: number;
 }
 
 /** How a container ended. */
@@ -58,6 +71,11 @@ export interface ContainerExit {
    * why. The pod runner reports such a container as terminated with reason `StartError`.
    */
   startError?: string;
+  /**
+   * Why it ended, when the runtime knows more than the exit code: `OOMKilled` when the
+   * engine killed it for memory (then its status shows that reason, as a kubelet's).
+   */
+  reason?: "OOMKilled";
 }
 
 /** Starts containers on this machine. */

@@ -1,29 +1,119 @@
 /**
- * The container-engine runtime of the local backend: runs each container with `docker run`
- * or `podman run` (its image, mounts, env, working directory and user). UNTESTED here: this
- * machine has no container engine; only the command line it builds is unit-tested.
+ * The container-engine runtime of the local backend: runs each EXECUTOR container of a task pod
+ * in its `image` with `docker` (or `podman`), and hands the transporter containers (`inputs`,
+ * `outputs`) to the host runtime.
+ *
+ * Why the transporter does not run in the engine: it is this program (`deno run
+ * transporter/main.ts`, or a compiled `planetary transporter`), and no registry has an image of
+ * it (`planetary-transporter:latest` does not exist anywhere a laptop can pull from). Building one
+ * on first use would need a base image with glibc, which cannot be pulled either where there is
+ * no registry. Mounting the host's `deno` and source tree into an image still needs that image.
+ * The host runtime runs it from what the machine already has, exactly as without an engine, in
+ * private mount and PID namespaces, with the pod's volume folders at their container paths; the
+ * executors then get the very same folders as bind mounts. The trusted code (the transporter,
+ * which holds the storage credentials) runs on the host; the untrusted code (executors) runs in
+ * the engine and sees neither the Deno cache, nor the source tree, nor the credentials.
+ *
+ * What an executor container gets (`docker create` + `docker start --attach`):
+ * - its image, pulled once when missing (`IfNotPresent`; progress lines go to the server log),
+ *   and a task whose image cannot be had fails with the engine's reason:
+ *   `image "x" not found: pull failed: …`;
+ * - `resources.limits` as `--cpus` and `--memory` (with `--memory-swap` equal to it, so the
+ *   limit is not doubled by swap); a container the kernel killed for memory reports
+ *   `OOMKilled`;
+ * - its environment through an `--env-file` of mode 0600 that is removed right after
+ *   `create`, and values holding a line break (which an env file cannot carry) as a bare
+ *   `--env NAME` whose value is in the client's own environment (readable by its owner only):
+ *   no value ever appears on a command line;
+ * - labels `io.planetary.pod=<pod>` and `io.planetary.server=<id>`: at start the runtime
+ *   removes every container left with its server id (a server that died), and cancelling a pod
+ *   removes its container (`rm --force`, which kills it at once).
+ *
+ * podman (Debian's 4.3) takes the same command lines, except: its `info` has no
+ * `ServerVersion`; its `rm --force` waits a 10 s grace period unless `--time 0`; and a container
+ * it could not start stays "created" with exit code 0 (the reason is on `start`'s stderr). Its
+ * settings (storage, `cgroup_manager`, …) come from `CONTAINERS_CONF` and
+ * `CONTAINERS_STORAGE_CONF` of the server's environment. Seen with podman 4.3.1 + conmon 2.1.6
+ * on cgroup v1: the kernel's memory-cgroup OOM kill is not reported (`OOMKilled` stays false),
+ * so such an executor ends with exit code 137 and no "out of memory" reason.
+ *
+ * The engine client (`docker`/`podman`) runs with an environment of its own, built from the
+ * server's (never from a task's: a task's `DOCKER_HOST` only reaches its container).
  *
  * @module
  */
-import type { ContainerExit, ContainerRunSpec, ContainerRuntime } from "./container_runtime.ts";
+import type {
+  ContainerExit,
+  ContainerLimits,
+  ContainerRunSpec,
+  ContainerRuntime,
+} from "./container_runtime.ts";
 export type {
   ContainerExit,
+  ContainerLimits,
   ContainerRunSpec,
   ContainerRuntime,
   ResolvedMount,
 } from "./container_runtime.ts";
 import { LocalBackendError } from "./local_backend_error.ts";
 
+/** Label on every container: the pod it belongs to. */
+export const LABEL_POD = "io.planetary.pod";
+/** Label on every container: the id of the server (runtime) that made it. */
+export const LABEL_SERVER = "io.planetary.server";
+
+/** Variables of the server's environment that the engine client may see. */
+const CLIENT_ENV = [
+  "PATH",
+  "HOME",
+  "USER",
+  "XDG_RUNTIME_DIR",
+  "XDG_CONFIG_HOME",
+  "XDG_DATA_HOME",
+  "DOCKER_HOST",
+  "DOCKER_CONTEXT",
+  "DOCKER_CONFIG",
+  "DOCKER_CERT_PATH",
+  "DOCKER_TLS_VERIFY",
+  "CONTAINER_HOST",
+  "CONTAINERS_CONF",
+  "CONTAINERS_STORAGE_CONF",
+  "CONTAINERS_REGISTRIES_CONF",
+];
+
+/** A valid environment variable name for an env file. */
+const ENV_NAME = /^[^=\s\0]+$/;
+
 /**
- * Whether `<engine> info` succeeds on this machine.
+ * The environment of the engine client: the listed variables of the server's own environment.
+ *
+ * @returns Name → value.
+ */
+function clientEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of CLIENT_ENV) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
+/**
+ * Whether `<engine> info` succeeds on this machine (with the server's own engine settings).
  *
  * @param engine `docker` or `podman`.
  * @returns True when the engine answers.
+ * @example
+ * ```ts ignore
+ * if (await engineWorks("docker")) console.log("docker is there");
+ * ```
  */
 export async function engineWorks(engine: "docker" | "podman"): Promise<boolean> {
   try {
     const out = await new Deno.Command(engine, {
       args: ["info"],
+      clearEnv: true,
+      env: clientEnv(),
       stdin: "null",
       stdout: "null",
       stderr: "null",
@@ -34,24 +124,67 @@ export async function engineWorks(engine: "docker" | "podman"): Promise<boolean>
   }
 }
 
+/** Extra settings of {@linkcode engineCreateArgs}. */
+export interface EngineCreateOptions {
+  /** The env file holding the container's environment. */
+  envFile: string;
+  /** Names passed as bare `--env NAME` (the value comes from the client's environment). @default [] */
+  inheritedEnv?: readonly string[];
+  /** Labels of the container. @default {{}} */
+  labels?: Readonly<Record<string, string>>;
+}
+
 /**
- * The arguments of `docker run` / `podman run` for one container.
+ * The arguments of `docker create` / `podman create` for one container. The environment is
+ * only named by its env file, never spelled out.
  *
  * @param spec What to run.
  * @param containerName The engine-side container name.
+ * @param options The env file and labels.
  * @returns The argv after the engine's name.
+ * @example
+ * ```ts
+ * import { engineCreateArgs } from "./docker_runtime.ts";
+ * const args = engineCreateArgs({
+ *   podName: "p", containerName: "c", image: "alpine", command: ["true"], args: [], env: [],
+ *   workingDir: "", mounts: [], scratchDir: "/s", logFile: "/l",
+ * }, "planetary-p-c", { envFile: "/s/env" });
+ * console.assert(args[0] === "create");
+ * ```
  */
-export function engineRunArgs(spec: ContainerRunSpec, containerName: string): string[] {
-  const args = ["run", "--rm", "--name", containerName, "--hostname", spec.podName];
+export function engineCreateArgs(
+  spec: ContainerRunSpec,
+  containerName: string,
+  options: EngineCreateOptions,
+): string[] {
+  const { envFile, inheritedEnv = [], labels = {} } = options;
+  const args = ["create", "--name", containerName, "--hostname", spec.podName];
+  for (const [name, value] of Object.entries(labels)) args.push("--label", `${name}=${value}`);
+  args.push("--security-opt", "no-new-privileges");
   for (const m of spec.mounts) {
     args.push("--mount", mountOption(m.source, m.target, m.readOnly));
   }
-  for (const [name, value] of spec.env) args.push("--env", `${name}=${value}`);
+  args.push("--env-file", envFile);
+  for (const name of inheritedEnv) args.push("--env", name);
   if (spec.workingDir) args.push("--workdir", spec.workingDir);
   if (spec.runAsUser !== undefined) args.push("--user", String(spec.runAsUser));
+  args.push(...limitArgs(spec.limits));
   const [entrypoint, ...rest] = spec.command;
   if (entrypoint !== undefined) args.push("--entrypoint", entrypoint);
   args.push("--", spec.image, ...(entrypoint !== undefined ? rest : spec.args));
+  return args;
+}
+
+function limitArgs(limits: ContainerLimits | undefined): string[] {
+  const args: string[] = [];
+  if (limits?.cpus !== undefined && limits.cpus > 0) {
+    args.push("--cpus", String(Math.max(0.01, Math.round(limits.cpus * 1000) / 1000)));
+  }
+  if (limits?.memoryBytes !== undefined && limits.memoryBytes > 0) {
+    // The engines refuse less than 6 MiB.
+    const bytes = String(Math.max(6 * 1024 * 1024, Math.floor(limits.memoryBytes)));
+    args.push("--memory", bytes, "--memory-swap", bytes);
+  }
   return args;
 }
 
@@ -67,89 +200,521 @@ function mountOption(source: string, target: string, readOnly: boolean): string 
   ].join(",");
 }
 
-/** Runs containers with docker or podman (UNTESTED: no engine on the development machine). */
+/** How a container's environment reaches the engine without a value on a command line. */
+export interface EngineEnv {
+  /** Text of the env file (mode 0600, removed after `create`): one `NAME=value` line each. */
+  fileText: string;
+  /**
+   * Variables whose value holds a line break, which an env file cannot carry: passed as a bare
+   * `--env NAME`, the value in the client's own environment (`/proc/<pid>/environ` is readable
+   * by its owner only, unlike `cmdline`).
+   */
+  inherited: Record<string, string>;
+}
+
+/**
+ * Splits a container's environment between the env file and the client's environment.
+ *
+ * @param env The environment, in order (a later duplicate wins).
+ * @returns The env file's text and the variables the client passes on from its environment.
+ * @throws {RangeError} Naming (never showing) a variable that cannot be passed: a bad name, a
+ *   NUL in its value, or a value with a line break under a name the engine client itself
+ *   reads (`DOCKER_HOST`, `PATH`…: it would steer the client).
+ * @example
+ * ```ts
+ * import { engineEnv } from "./docker_runtime.ts";
+ * const { fileText, inherited } = engineEnv([["A", "1 2"], ["B", "x\ny"]]);
+ * console.assert(fileText === "A=1 2\n" && inherited.B === "x\ny");
+ * ```
+ */
+export function engineEnv(env: readonly (readonly [string, string])[]): EngineEnv {
+  const file = new Map<string, string>();
+  const inherited: Record<string, string> = {};
+  for (const [name, value] of env) {
+    if (!ENV_NAME.test(name)) {
+      throw new RangeError(`Cannot pass environment variable "${name}": bad name`);
+    }
+    if (value.includes("\0")) {
+      throw new RangeError(`Cannot pass environment variable "${name}": its value holds a NUL`);
+    }
+    file.delete(name);
+    delete inherited[name];
+    if (!/[\n\r]/.test(value)) {
+      file.set(name, value);
+    } else if (steersClient(name)) {
+      throw new RangeError(
+        `Cannot pass environment variable "${name}" to the container engine: its value holds ` +
+          "a line break, which an env file cannot carry, and the engine client reads that name",
+      );
+    } else {
+      inherited[name] = value;
+    }
+  }
+  let fileText = "";
+  for (const [name, value] of file) fileText += `${name}=${value}\n`;
+  return { fileText, inherited };
+}
+
+/** Whether the engine client would read variable `name` of its own environment. */
+function steersClient(name: string): boolean {
+  return CLIENT_ENV.includes(name) || /^(DOCKER|CONTAINER|CONTAINERS|BUILDX|XDG|LD)_/.test(name) ||
+    name === "HTTP_PROXY" || name === "HTTPS_PROXY" || name === "NO_PROXY" ||
+    /^(http|https|no)_proxy$/.test(name);
+}
+
+const CPU_QUANTITY = /^(\d+(?:\.\d+)?)(m?)$/;
+const MEMORY_QUANTITY = /^(\d+(?:\.\d+)?)(?:e(\d+))?(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E|m)?$/;
+const MEMORY_FACTORS: Record<string, number> = {
+  "": 1,
+  m: 1e-3,
+  k: 1e3,
+  K: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
+};
+
+/**
+ * The limits of a container's `resources.limits`, in engine units.
+ *
+ * @param limits `resources.limits` of a Kubernetes container (`cpu: "500m"`, `memory: "1Gi"`).
+ * @returns CPU cores and memory bytes; a field that is missing or not a quantity is left out.
+ * @example
+ * ```ts
+ * import { containerLimits } from "./docker_runtime.ts";
+ * const l = containerLimits({ cpu: "1500m", memory: "1Gi" });
+ * console.assert(l.cpus === 1.5 && l.memoryBytes === 2 ** 30);
+ * ```
+ */
+export function containerLimits(
+  limits: Readonly<Record<string, string | number>> | undefined,
+): ContainerLimits {
+  const result: ContainerLimits = {};
+  const cpu = CPU_QUANTITY.exec(String(limits?.cpu ?? "").trim());
+  if (cpu) result.cpus = Number(cpu[1]) / (cpu[2] === "m" ? 1000 : 1);
+  const memory = MEMORY_QUANTITY.exec(String(limits?.memory ?? "").trim());
+  if (memory) {
+    const exponent = memory[2] === undefined ? 1 : 10 ** Number(memory[2]);
+    result.memoryBytes = Math.ceil(
+      Number(memory[1]) * exponent * (MEMORY_FACTORS[memory[3] ?? ""] ?? 1),
+    );
+  }
+  return result;
+}
+
+/** Options of {@linkcode DockerRuntime}. */
+export interface DockerRuntimeOptions {
+  /**
+   * Which engine's command line to use.
+   *
+   * @default {"docker"}
+   */
+  engine?: "docker" | "podman";
+  /**
+   * What runs the containers named in {@linkcode DockerRuntimeOptions.hostContainers} (the
+   * transporter): the host runtime in the local backend. Without it they run in the engine too
+   * (their image must then exist).
+   *
+   * @default {undefined}
+   */
+  transporter?: ContainerRuntime;
+  /**
+   * Names of the containers handed to {@linkcode DockerRuntimeOptions.transporter}.
+   *
+   * @default {["inputs", "outputs"]}
+   */
+  hostContainers?: readonly string[];
+  /**
+   * Value of the `io.planetary.server` label on this runtime's containers. At start, every
+   * container with this label is removed (what a server that died left). Give the same id to
+   * the same server across restarts (the local backend derives it from its work folder).
+   *
+   * @default {a random id}
+   */
+  serverId?: string;
+  /**
+   * Receives the server-log lines of the runtime (image pulls and their progress, clean-ups).
+   *
+   * @default {console.error}
+   */
+  log?: (line: string) => void;
+}
+
+/** The part of `docker inspect` that tells how a container ended. */
+interface EngineState {
+  Status?: string;
+  ExitCode?: number;
+  OOMKilled?: boolean;
+  Error?: string;
+}
+
+/**
+ * Runs executor containers with docker or podman in their image, and the transporter
+ * containers with the given host runtime (see the module doc for why).
+ *
+ * @example
+ * ```ts ignore
+ * import { DockerRuntime } from "./docker_runtime.ts";
+ * import { HostRuntime } from "./host_runtime.ts";
+ * const runtime = new DockerRuntime({ engine: "docker", transporter: new HostRuntime() });
+ * await runtime.ensureAvailable(); // throws LocalBackendError RUNTIME_UNAVAILABLE otherwise
+ * ```
+ */
 export class DockerRuntime implements ContainerRuntime {
   /** `docker` or `podman`. */
   readonly name: "docker" | "podman";
+  /** Value of the `io.planetary.server` label of this runtime's containers. */
+  readonly serverId: string;
+  #transporter: ContainerRuntime | undefined;
+  #hostContainers: readonly string[];
+  #log: (line: string) => void;
   #available: Promise<void> | undefined;
+  #images = new Map<string, Promise<string | undefined>>();
 
   /**
-   * Creates the runtime.
+   * Creates the runtime (nothing is checked until {@linkcode DockerRuntime.ensureAvailable}).
    *
-   * @param engine Which engine's command line to use.
+   * @param options See {@linkcode DockerRuntimeOptions}; a bare engine name is accepted too.
    */
-  constructor(engine: "docker" | "podman" = "docker") {
+  constructor(options: DockerRuntimeOptions | "docker" | "podman" = {}) {
+    const {
+      engine = "docker",
+      transporter,
+      hostContainers = ["inputs", "outputs"],
+      serverId = crypto.randomUUID().replaceAll("-", "").slice(0, 16),
+      log = (line: string) => console.error(line),
+    } = typeof options === "string" ? { engine: options } : options;
     this.name = engine;
+    this.serverId = serverId;
+    this.#transporter = transporter;
+    this.#hostContainers = hostContainers;
+    this.#log = log;
   }
 
   /**
-   * Checks that `<engine> info` works.
+   * Checks that `<engine> info` works (and the transporter's runtime, when there is one), then
+   * removes every container left with this runtime's server id.
    *
-   * @returns Resolves when it does.
-   * @throws {LocalBackendError} `RUNTIME_UNAVAILABLE` when it does not.
+   * @returns Resolves when the runtime can run containers.
+   * @throws {LocalBackendError} `RUNTIME_UNAVAILABLE` when the engine does not answer or the
+   *   transporter's runtime cannot work here.
    */
   ensureAvailable(): Promise<void> {
-    this.#available ??= engineWorks(this.name).then((ok) => {
-      if (!ok) {
+    this.#available ??= (async () => {
+      // podman's `info` has no ServerVersion field (its template fails on it).
+      const version = this.name === "podman" ? "{{.Version.Version}}" : "{{.ServerVersion}}";
+      const info = await this.#engine(["info", "--format", version]);
+      if (!info.success) {
         throw new LocalBackendError(
           "RUNTIME_UNAVAILABLE",
-          `Cannot use ${this.name}: "${this.name} info" failed`,
+          `Cannot use ${this.name}: "${this.name} info" failed: ${lastLine(info.stderr)}`,
         );
       }
+      await this.removeLeftovers();
+      if (this.#transporter) {
+        try {
+          await this.#transporter.ensureAvailable();
+        } catch (error) {
+          throw new LocalBackendError(
+            "RUNTIME_UNAVAILABLE",
+            `Cannot use ${this.name}: the transporter runs on the ${this.#transporter.name} ` +
+              `runtime, which cannot work here: ${
+                error instanceof Error ? error.message : String(error)
+              }`,
+            { cause: error },
+          );
+        }
+      }
+    })();
+    this.#available.catch(() => {
+      this.#available = undefined;
     });
     return this.#available;
   }
 
   /**
-   * Runs one container with the engine; aborting removes it (`rm --force`).
+   * Removes (killing first) every container of the engine labelled with this runtime's server
+   * id.
+   *
+   * @returns How many were removed.
+   */
+  async removeLeftovers(): Promise<number> {
+    const list = await this.#engine([
+      "ps",
+      "--all",
+      "--quiet",
+      "--filter",
+      `label=${LABEL_SERVER}=${this.serverId}`,
+    ]);
+    const ids = list.success ? list.stdout.split(/\s+/).filter((id) => id) : [];
+    if (ids.length === 0) return 0;
+    this.#log(`${this.name}: removing ${ids.length} container(s) left by an earlier run`);
+    await this.#engine([...this.#rmForce(), ...ids]);
+    return ids.length;
+  }
+
+  /**
+   * Runs one container: a transporter container on the transporter's runtime, any other in the
+   * engine. Aborting `signal` removes the engine's container at once (`rm --force`).
    *
    * @param spec What to run.
    * @param signal Kills the container.
-   * @param onStarted Called when the engine process started.
-   * @returns How it ended.
+   * @param onStarted Called when the container is about to start.
+   * @returns How it ended (`startError` holds the engine's reason when it could not start).
    */
   async run(
     spec: ContainerRunSpec,
     signal: AbortSignal,
     onStarted: () => void,
   ): Promise<ContainerExit> {
+    if (this.#transporter && this.#hostContainers.includes(spec.containerName)) {
+      return await this.#transporter.run(spec, signal, onStarted);
+    }
     await this.ensureAvailable();
-    const engineName = `planetary-${spec.podName}-${spec.containerName}`;
-    const log = await Deno.open(spec.logFile, { create: true, append: true });
+    const killed: ContainerExit = { exitCode: 137, signal: 9 };
+    if (signal.aborted) return killed;
+    const pullError = await this.#ensureImage(spec.image);
+    if (signal.aborted) return killed;
+    if (pullError !== undefined) return { exitCode: 125, startError: pullError };
+
+    let env: EngineEnv;
     try {
-      const child = new Deno.Command(this.name, {
-        args: engineRunArgs(spec, engineName),
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      onStarted();
-      const remove = (): void => {
-        void new Deno.Command(this.name, {
-          args: ["rm", "--force", engineName],
-          stdout: "null",
-          stderr: "null",
-        }).output().catch(() => {});
+      env = engineEnv(spec.env);
+    } catch (error) {
+      return { exitCode: 125, startError: error instanceof Error ? error.message : String(error) };
+    }
+    const engineName = `planetary-${spec.podName}-${spec.containerName}`;
+    await Deno.mkdir(spec.scratchDir, { recursive: true, mode: 0o700 });
+    const envFile = `${spec.scratchDir}/env`;
+    await Deno.writeTextFile(envFile, "", { mode: 0o600 });
+    await Deno.chmod(envFile, 0o600);
+    await Deno.writeTextFile(envFile, env.fileText);
+    let created;
+    try {
+      // A leftover of the same name (a crash between create and rm) is ours to replace.
+      await this.#engine([...this.#rmForce(), engineName]);
+      created = await this.#engine(
+        engineCreateArgs(spec, engineName, {
+          envFile,
+          inheritedEnv: Object.keys(env.inherited),
+          labels: { [LABEL_POD]: spec.podName, [LABEL_SERVER]: this.serverId },
+        }),
+        env.inherited,
+      );
+    } finally {
+      await Deno.remove(envFile).catch(() => {});
+    }
+    if (!created.success) {
+      return {
+        exitCode: 125,
+        startError: `${this.name} create failed: ${lastLine(created.stderr)}`,
       };
-      signal.addEventListener("abort", remove, { once: true });
+    }
+    const remove = (): void => {
+      void this.#engine([...this.#rmForce(), engineName]).catch(() => {});
+    };
+    signal.addEventListener("abort", remove, { once: true });
+    try {
+      if (signal.aborted) return killed;
+      const log = await Deno.open(spec.logFile, { create: true, append: true });
+      let startStderr = "";
       try {
+        const child = new Deno.Command(this.name, {
+          args: ["start", "--attach", engineName],
+          clearEnv: true,
+          env: clientEnv(),
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        onStarted();
         const copy = async (stream: ReadableStream<Uint8Array>): Promise<void> => {
           for await (const chunk of stream) {
             let written = 0;
             while (written < chunk.length) written += await log.write(chunk.subarray(written));
           }
         };
-        const [status] = await Promise.all([child.status, copy(child.stdout), copy(child.stderr)]);
-        // docker/podman run exit 125 when the engine could not start the container.
-        if (status.code === 125) {
-          return { exitCode: 125, startError: `${this.name} run could not start the container` };
-        }
-        return { exitCode: status.code };
+        const [, , stderrTail] = await Promise.all([
+          child.status,
+          copy(child.stdout),
+          copyKeepingTail(child.stderr, log),
+        ]);
+        startStderr = stderrTail;
       } finally {
-        signal.removeEventListener("abort", remove);
+        log.close();
       }
+      if (signal.aborted) return killed;
+      const state = await this.#state(engineName);
+      if (!state) {
+        return {
+          exitCode: 125,
+          startError: `${this.name} lost the container: ${startStderr || "it is gone"}`,
+        };
+      }
+      // podman leaves a container that could not start in "created" with exit code 0 and no
+      // Error (the reason is only on the stderr of `start`); docker sets Error.
+      if (state.Status === "created" && !state.Error) {
+        return { exitCode: 125, startError: `${this.name} start failed: ${startStderr}` };
+      }
+      const exitCode = state.ExitCode ?? 0;
+      if (state.Error) return { exitCode: Math.max(exitCode, 1), startError: state.Error };
+      return {
+        exitCode,
+        ...(exitCode > 128 && exitCode < 160 ? { signal: exitCode - 128 } : {}),
+        ...(state.OOMKilled ? { reason: "OOMKilled" as const } : {}),
+      };
     } finally {
-      log.close();
+      signal.removeEventListener("abort", remove);
+      await this.#engine([...this.#rmForce(), engineName]).catch(() => {});
     }
   }
+
+  /**
+   * `rm --force`, killing at once: docker's kills with SIGKILL, podman's stops first with a
+   * 10 s grace period unless `--time 0` (a shell PID 1 ignores SIGTERM: cancel would wait).
+   */
+  #rmForce(): string[] {
+    return this.name === "podman" ? ["rm", "--force", "--time", "0"] : ["rm", "--force"];
+  }
+
+  /** `undefined` when the image is there (pulled now if needed), else why it is not. */
+  #ensureImage(image: string): Promise<string | undefined> {
+    let pending = this.#images.get(image);
+    if (!pending) {
+      pending = this.#pull(image);
+      this.#images.set(image, pending);
+      // A failure is not remembered: the next container tries again.
+      void pending.then((error) => {
+        if (error !== undefined) this.#images.delete(image);
+      });
+    }
+    return pending;
+  }
+
+  async #pull(image: string): Promise<string | undefined> {
+    if (!image) return `image "" not found: the container names no image`;
+    if ((await this.#engine(["image", "inspect", "--format", "{{.Id}}", image])).success) {
+      return undefined;
+    }
+    this.#log(`${this.name}: pulling image "${image}"`);
+    const child = new Deno.Command(this.name, {
+      args: ["pull", image],
+      clearEnv: true,
+      env: clientEnv(),
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const progress = async (stream: ReadableStream<Uint8Array>): Promise<string> => {
+      let last = "";
+      for await (const line of stream.pipeThrough(new TextDecoderStream()).pipeThrough(lines())) {
+        const text = line.trim();
+        if (!text) continue;
+        last = text;
+        this.#log(`${this.name}: pull ${image}: ${text}`);
+      }
+      return last;
+    };
+    const [status, , lastError] = await Promise.all([
+      child.status,
+      progress(child.stdout),
+      progress(child.stderr),
+    ]);
+    if (status.success) return undefined;
+    return `image "${image}" not found: pull failed: ${lastError || `exit code ${status.code}`}`;
+  }
+
+  async #state(engineName: string): Promise<EngineState | undefined> {
+    const out = await this.#engine(["inspect", "--format", "{{json .State}}", engineName]);
+    if (!out.success) return undefined;
+    try {
+      const parsed: unknown = JSON.parse(out.stdout);
+      if (typeof parsed !== "object" || parsed === null) return undefined;
+      const state = parsed as Record<string, unknown>;
+      return {
+        ...(typeof state.Status === "string" ? { Status: state.Status } : {}),
+        ...(typeof state.ExitCode === "number" ? { ExitCode: state.ExitCode } : {}),
+        ...(typeof state.OOMKilled === "boolean" ? { OOMKilled: state.OOMKilled } : {}),
+        ...(typeof state.Error === "string" ? { Error: state.Error } : {}),
+      };
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #engine(
+    args: string[],
+    extraEnv: Readonly<Record<string, string>> = {},
+  ): Promise<{ success: boolean; stdout: string; stderr: string }> {
+    try {
+      const out = await new Deno.Command(this.name, {
+        args,
+        clearEnv: true,
+        env: { ...extraEnv, ...clientEnv() },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const decoder = new TextDecoder();
+      return {
+        success: out.success,
+        stdout: decoder.decode(out.stdout),
+        stderr: decoder.decode(out.stderr),
+      };
+    } catch (error) {
+      return {
+        success: false,
+        stdout: "",
+        stderr: `cannot run "${this.name}": ${error instanceof Error ? error.message : error}`,
+      };
+    }
+  }
+}
+
+/** The last non-empty line of `text`, or "no reason given". */
+function lastLine(text: string): string {
+  return text.trim().split("\n").map((l) => l.trim()).filter((l) => l).at(-1) ??
+    "no reason given";
+}
+
+/** Copies `stream` into `log` and returns its last 4 KiB as text. */
+async function copyKeepingTail(
+  stream: ReadableStream<Uint8Array>,
+  log: Deno.FsFile,
+): Promise<string> {
+  let tail = new Uint8Array(0);
+  for await (const chunk of stream) {
+    let written = 0;
+    while (written < chunk.length) written += await log.write(chunk.subarray(written));
+    const joined = new Uint8Array(Math.min(4096, tail.length + chunk.length));
+    const all = new Uint8Array(tail.length + chunk.length);
+    all.set(tail);
+    all.set(chunk, tail.length);
+    joined.set(all.subarray(all.length - joined.length));
+    tail = joined;
+  }
+  return lastLine(new TextDecoder().decode(tail));
+}
+
+/** Splits a text stream into lines (without their line breaks; `\r` ends a line too). */
+function lines(): TransformStream<string, string> {
+  let rest = "";
+  return new TransformStream({
+    transform(chunk, controller) {
+      const parts = (rest + chunk).split(/\r\n|\r|\n/);
+      rest = parts.pop() ?? "";
+      for (const part of parts) controller.enqueue(part);
+    },
+    flush(controller) {
+      if (rest) controller.enqueue(rest);
+    },
+  });
 }

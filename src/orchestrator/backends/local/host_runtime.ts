@@ -8,10 +8,14 @@
  * every process it started (the PID namespace dies with its first process).
  *
  * What it does NOT give — read before using it:
- * - **No isolation.** The program runs as the same user as the server (root), sees the whole
- *   host file system (through a copy-on-write overlay of `/`: its writes outside its volumes
- *   land in a per-container scratch directory and are thrown away, but it can read anything),
- *   shares the host network, and {@linkcode HostRuntimeOptions.sharedHostPaths} are writable.
+ * - **Weak isolation.** Executors (every container but the transporter's `inputs` and
+ *   `outputs`, see {@linkcode HostRuntimeOptions.trustedContainers}) run as uid/gid 65534 with
+ *   no capabilities and `no_new_privs` (util-linux `setpriv`), and their pod's own volumes are
+ *   handed to that user first. But they still see the host file system (a copy-on-write
+ *   overlay of `/`: writes outside their volumes land in a per-container scratch directory and
+ *   are thrown away; they can read whatever is world-readable), share the host network
+ *   (loopback services included) and its kernel. The transporter runs as the server's user
+ *   (root). {@linkcode HostRuntimeOptions.sharedHostPaths} reach only the containers they name.
  * - **The image is ignored.** `sh`, `cat`, `deno`… are the host's; a task whose image carries
  *   its own tools must find them on the host.
  * - `resources` and `securityContext` (runAsUser…) are recorded in the pod but not enforced.
@@ -24,6 +28,7 @@
  *
  * @module
  */
+import { ENV_WORKDIR } from "../../../pod/executor_wrapper.ts";
 import type {
   ContainerExit,
   ContainerRunSpec,
@@ -37,6 +42,7 @@ export type {
   ResolvedMount,
 } from "./container_runtime.ts";
 import { LocalBackendError } from "./local_backend_error.ts";
+import { copyToLog, describeLogWriteError, readLogTail } from "./container_log.ts";
 
 /**
  * A host directory shared with containers: at the same path (read-write), or at
@@ -49,7 +55,41 @@ export type SharedHostPath = string | {
   containerPath: string;
   /** Bind it read-only. @default false */
   readOnly?: boolean;
+  /**
+   * Names of the only containers that see it (for example the transporter's `inputs` and
+   * `outputs`: executors then do not see Planetary's own files at all).
+   * @default {every container}
+   */
+  containers?: readonly string[];
 };
+
+/**
+ * A mount as the pod runner makes it: `podOwned` marks a writable folder of the pod's own (an
+ * `emptyDir`, never an administrator's `hostPath`), which the host runtime hands to the user
+ * of an unprivileged container before it starts, so that it can write what the transporter
+ * (root) downloaded. Other runtimes ignore the mark.
+ */
+export interface PodOwnedMount extends ResolvedMount {
+  /** The source belongs to the pod and may change owner. @default false */
+  podOwned?: boolean;
+}
+
+/** A user and group id that containers run as. */
+export interface ContainerUser {
+  /** User id. */
+  uid: number;
+  /** Group id. */
+  gid: number;
+}
+
+/** The user of unprivileged containers by default: `nobody`/`nogroup` (65534). */
+export const UNPRIVILEGED_USER: Readonly<ContainerUser> = Object.freeze({
+  uid: 65534,
+  gid: 65534,
+});
+
+/** Containers that run with the server's user and capabilities by default: the transporter. */
+export const TRUSTED_CONTAINERS: readonly string[] = Object.freeze(["inputs", "outputs"]);
 
 /** Options of {@linkcode HostRuntime}. */
 export interface HostRuntimeOptions {
@@ -74,6 +114,27 @@ export interface HostRuntimeOptions {
    * @default {Deno.makeTempDir()}
    */
   probeDir?: string;
+  /**
+   * Names of the containers that run as the server's own user with its capabilities (the
+   * transporter, which writes `file://` storage and reads the Deno cache). Every other
+   * container runs as {@linkcode HostRuntimeOptions.user} with no capabilities at all
+   * (`setpriv --no-new-privs`, empty bounding set).
+   *
+   * @default {TRUSTED_CONTAINERS: `inputs` and `outputs`}
+   */
+  trustedContainers?: readonly string[];
+  /**
+   * The user and group of the other containers. Their pod-owned volumes are handed to this
+   * user before they start (see {@linkcode HostRuntime.volumeOwner}). In a user namespace
+   * (the server is not root) no other id is mapped: they then keep the namespace's root, but
+   * still without any capability. Without a user, every container runs as the server's user
+   * with its capabilities, as the transporter does (`planetary serve --task-user` sets one;
+   * {@linkcode UNPRIVILEGED_USER} is the usual choice). Not yet the default: cancel does not
+   * yet kill every process of an unprivileged container.
+   *
+   * @default {undefined (the server's user)}
+   */
+  user?: ContainerUser;
 }
 
 /** PATH of a container whose environment has none (the Kubernetes/OCI default). */
@@ -110,7 +171,10 @@ done`;
 
 /**
  * The setup script, run as PID 1 of the new namespaces. Arguments:
- * `scratch workingDir mountCount (kind ro source target)… envCount argv…`; the container's
+ * `scratch workingDir priv mountCount (kind ro source target)… envCount argv…`, where `priv`
+ * is `-` (run the program with the setup's own user and capabilities), `caps` (drop every
+ * capability, keep the user) or `uid:gid` (become that user, with no capability; a working
+ * directory the setup creates belongs to them); the container's
  * environment comes as `PLANETARY_ENV_NAME_<i>` and `PLANETARY_ENV_VALUE_<i>` variables of the
  * script's own environment (i < envCount), not as arguments, so that values (credentials from Secrets) never show in a
  * process list (`/proc/<pid>/cmdline` is world-readable, `environ` is not). They are moved in
@@ -119,8 +183,8 @@ done`;
  * executed.
  */
 const SETUP_SCRIPT = `set -eu
-scratch=$1 wd=$2 n=$3
-shift 3
+scratch=$1 wd=$2 priv=$3 n=$4
+shift 4
 root=$scratch/root
 nl='
 '
@@ -156,9 +220,24 @@ while [ "$c" -gt 0 ]; do
   set -- "$@" "$a"
   c=$((c - 1))
 done
-chroot "$root" mkdir -p -- "$wd"
+if [ "$priv" = - ]; then
+  chroot "$root" mkdir -p -- "$wd"
+  : > "$scratch/started"
+  exec chroot "$root" env -i -C "$wd" -- "$@"
+fi
+if ! chroot "$root" test -d "$wd"; then
+  # Folders made for the working directory must be traversable by the executor's user,
+  # whatever umask the server runs with.
+  (umask 022 && chroot "$root" mkdir -p -- "$wd")
+  if [ "$priv" != caps ]; then chroot "$root" chown -- "$priv" "$wd"; fi
+fi
 : > "$scratch/started"
-exec chroot "$root" env -i -C "$wd" -- "$@"
+if [ "$priv" = caps ]; then
+  exec chroot "$root" setpriv --inh-caps=-all --bounding-set=-all --no-new-privs \\
+    -- env -i -C "$wd" -- "$@"
+fi
+exec chroot "$root" setpriv --reuid="\${priv%:*}" --regid="\${priv#*:}" --clear-groups \\
+  --inh-caps=-all --bounding-set=-all --no-new-privs -- env -i -C "$wd" -- "$@"
 `;
 
 const SIGNAL_NUMBERS: Record<string, number> = {
@@ -196,6 +275,8 @@ export class HostRuntime implements ContainerRuntime {
   #hostEnv: string[];
   #sharedHostPaths: SharedHostPath[] | undefined;
   #probeDir: string | undefined;
+  #trusted: ReadonlySet<string>;
+  #user: ContainerUser | undefined;
   #userNamespace = false;
   #available: Promise<void> | undefined;
 
@@ -205,7 +286,25 @@ export class HostRuntime implements ContainerRuntime {
    * @param options See {@linkcode HostRuntimeOptions}.
    */
   constructor(options: HostRuntimeOptions = {}) {
-    const { hostEnv = ["PATH", "HOME", "DENO_DIR"], sharedHostPaths, probeDir } = options;
+    const {
+      hostEnv = ["PATH", "HOME", "DENO_DIR"],
+      sharedHostPaths,
+      probeDir,
+      trustedContainers = TRUSTED_CONTAINERS,
+      user,
+    } = options;
+    // 0 is allowed when asked for (a single trusted user who runs the workflow engine as root):
+    // the executors keep root's ids but still have no capability and no new privileges.
+    if (
+      user !== undefined &&
+      ![user.uid, user.gid].every((id) => Number.isInteger(id) && id >= 0 && id < 2 ** 32)
+    ) {
+      throw new RangeError(
+        `Cannot run containers as ${user.uid}:${user.gid}: the ids must be integers from 0`,
+      );
+    }
+    this.#trusted = new Set(trustedContainers);
+    this.#user = user === undefined ? undefined : { uid: user.uid, gid: user.gid };
     this.#hostEnv = [...hostEnv];
     this.#sharedHostPaths = sharedHostPaths ? [...sharedHostPaths] : undefined;
     this.#probeDir = probeDir;
@@ -240,7 +339,8 @@ export class HostRuntime implements ContainerRuntime {
               ...NAMESPACE_FLAGS,
               "/bin/sh",
               "-c",
-              'mount -t overlay overlay -o "lowerdir=/,upperdir=$1/upper,workdir=$1/work" "$1/root"',
+              'mount -t overlay overlay -o "lowerdir=/,upperdir=$1/upper,workdir=$1/work" "$1/root" ' +
+              "&& setpriv --inh-caps=-all --bounding-set=-all --no-new-privs -- true",
               "planetary-probe",
               dir,
             ],
@@ -260,7 +360,8 @@ export class HostRuntime implements ContainerRuntime {
       throw new LocalBackendError(
         "RUNTIME_UNAVAILABLE",
         `The host runtime cannot run containers here: it needs root or user namespaces ` +
-          `(unshare --user --map-root-user) with overlayfs; running as uid ${Deno.uid()}: ` +
+          `(unshare --user --map-root-user) with overlayfs, and setpriv (util-linux) to drop ` +
+          `the executors' privileges; running as uid ${Deno.uid()}: ` +
           (reason || "unshare failed"),
       );
     } finally {
@@ -301,7 +402,20 @@ export class HostRuntime implements ContainerRuntime {
     }
     await Deno.chmod(`${scratch}/tmp`, 0o1777);
 
-    const mounts: ResolvedMount[] = [...await this.#sharedMounts(), ...spec.mounts];
+    const mounts: ResolvedMount[] = [
+      ...await this.#sharedMounts(spec.containerName),
+      ...spec.mounts,
+    ];
+    const user = this.#user;
+    const priv = this.#trusted.has(spec.containerName) || user === undefined
+      ? "-"
+      : this.#userNamespace
+      ? "caps"
+      : `${user.uid}:${user.gid}`;
+    if (user !== undefined && priv !== "-" && priv !== "caps") {
+      const owned = spec.mounts.filter((m) => (m as PodOwnedMount).podOwned === true);
+      await handOver(owned.map((m) => m.source), user);
+    }
     const env = this.#environment(spec.env);
     const argv = spec.command[0]?.includes("=")
       ? ["/bin/sh", "-c", 'exec "$0" "$@"', ...spec.command]
@@ -314,7 +428,10 @@ export class HostRuntime implements ContainerRuntime {
       SETUP_SCRIPT,
       "planetary-host-runtime",
       scratch,
-      spec.workingDir || "/",
+      // The executor wrapper creates and enters its task's workdir itself, which an
+      // unprivileged executor cannot do in the host's root: the script makes it first.
+      spec.workingDir || env.find(([name]) => name === ENV_WORKDIR)?.[1] || "/",
+      priv,
       String(mounts.length),
       ...mounts.flatMap((m) => [m.kind, m.readOnly ? "1" : "0", m.source, m.target]),
       String(env.length),
@@ -344,18 +461,27 @@ export class HostRuntime implements ContainerRuntime {
       signal.addEventListener("abort", onAbort, { once: true });
       const startedWatch = watchStarted(`${scratch}/started`, child.status, onStarted);
       try {
-        const pumps = Promise.all([pump(child.stdout, log), pump(child.stderr, log)]);
+        // A failed log write (a full disk) never rejects: it stops the container, which then
+        // fails with the reason; the streams are drained to the end either way.
+        const copied = copyToLog([child.stdout, child.stderr], log, onAbort);
         const status = await child.status;
-        await pumps;
+        const writeError = await copied;
         await startedWatch;
         if (killing) await killing;
+        if (writeError !== undefined && !signal.aborted) {
+          throw new Error(
+            `${describeLogWriteError(writeError)} while writing the log of container ` +
+              `"${spec.containerName}" (${spec.logFile}): the container was stopped`,
+            { cause: writeError },
+          );
+        }
         const signalNumber = status.signal ? SIGNAL_NUMBERS[status.signal] ?? 9 : undefined;
         const exit: ContainerExit = signalNumber === undefined
           ? { exitCode: status.code }
           : { exitCode: 128 + signalNumber, signal: signalNumber };
         if (!await exists(`${scratch}/started`) && !signal.aborted) {
-          const text = await Deno.readTextFile(spec.logFile).catch(() => "");
-          exit.startError = text.trim().split("\n").slice(-10).join("\n") ||
+          const text = await readLogTail(spec.logFile, { maxBytes: 4096, maxLines: 10 });
+          exit.startError = text.trim() ||
             `host runtime setup exited with ${exit.exitCode}`;
         }
         return exit;
@@ -378,7 +504,7 @@ export class HostRuntime implements ContainerRuntime {
     return [...merged];
   }
 
-  async #sharedMounts(): Promise<ResolvedMount[]> {
+  async #sharedMounts(containerName: string): Promise<ResolvedMount[]> {
     let paths = this.#sharedHostPaths;
     if (paths === undefined) {
       const home = Deno.env.get("HOME");
@@ -390,6 +516,8 @@ export class HostRuntime implements ContainerRuntime {
       const path = typeof entry === "string" ? entry : entry.hostPath;
       const target = typeof entry === "string" ? undefined : entry.containerPath;
       const readOnly = typeof entry === "string" ? false : entry.readOnly === true;
+      const only = typeof entry === "string" ? undefined : entry.containers;
+      if (only !== undefined && !only.includes(containerName)) continue;
       if (!path.startsWith("/") || (target !== undefined && !target.startsWith("/"))) continue;
       try {
         const real = await Deno.realPath(path);
@@ -414,10 +542,38 @@ const NAMESPACE_FLAGS = [
   "--",
 ];
 
-async function pump(stream: ReadableStream<Uint8Array>, file: Deno.FsFile): Promise<void> {
-  for await (const chunk of stream) {
-    let written = 0;
-    while (written < chunk.length) written += await file.write(chunk.subarray(written));
+/**
+ * Hands folders of the pod to the user a container runs as: every file and folder in them
+ * (a symbolic link is neither followed nor changed). In-process, with `lstat` first: no process
+ * of the pod is alive that could swap an entry for a link in between (its containers run one
+ * after another, and each one's PID namespace dies with it).
+ */
+async function handOver(paths: readonly string[], owner: ContainerUser): Promise<void> {
+  const visit = async (path: string, info: Deno.FileInfo): Promise<void> => {
+    if (info.isSymlink) return;
+    if (info.uid !== owner.uid || info.gid !== owner.gid) {
+      await Deno.chown(path, owner.uid, owner.gid);
+    }
+    if (!info.isDirectory) return;
+    for await (const entry of Deno.readDir(path)) {
+      const child = `${path}/${entry.name}`;
+      await visit(child, await Deno.lstat(child));
+    }
+  };
+  const sorted = [...new Set(paths)].sort((a, b) => a.length - b.length);
+  const roots = sorted.filter((path, i) =>
+    !sorted.slice(0, i).some((other) => path.startsWith(`${other}/`))
+  );
+  for (const path of roots) {
+    try {
+      await visit(path, await Deno.lstat(path));
+    } catch (error) {
+      throw new LocalBackendError(
+        "INVALID_POD",
+        `Cannot give the folder ${path} to user ${owner.uid}:${owner.gid}: ` +
+          (error instanceof Error ? error.message : String(error)),
+      );
+    }
   }
 }
 

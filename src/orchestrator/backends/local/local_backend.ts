@@ -5,11 +5,12 @@
  *
  * @module
  */
-import type { V1ConfigMap, V1Pod, V1PodStatus } from "@kubernetes/client-node";
-import type { Backend, PodEvent, TaskPodObjects } from "../../backend.ts";
+import type { V1ConfigMap, V1ContainerStatus, V1Pod, V1PodStatus } from "@kubernetes/client-node";
+import type { Backend, PodEvent, ReadLogOptions, TaskPodObjects } from "../../backend.ts";
 import type { ContainerRuntime } from "./container_runtime.ts";
-import { DockerRuntime, engineWorks } from "./docker_runtime.ts";
-import { HostRuntime, type SharedHostPath } from "./host_runtime.ts";
+import { containerLimits, DockerRuntime, engineWorks } from "./docker_runtime.ts";
+import { type ContainerUser, HostRuntime, type SharedHostPath } from "./host_runtime.ts";
+import { readLogTail } from "./container_log.ts";
 import { LocalBackendError } from "./local_backend_error.ts";
 export type { Backend, PodEvent, TaskPodObjects } from "../../backend.ts";
 export type {
@@ -52,6 +53,14 @@ export interface LocalBackendOptions {
    */
   sharedHostPaths?: SharedHostPath[];
   /**
+   * Host runtime only: the user and group that executor containers run as (with no
+   * capabilities). Give the user who owns the `--shared-dir` folders when tasks must write
+   * there as the workflow engine does.
+   *
+   * @default {undefined (the server's user, with its capabilities)}
+   */
+  hostUser?: ContainerUser;
+  /**
    * Secrets that pods may read, by name: each is its keys and values (as `stringData`), kept in
    * memory only. Containers reach them the way a kubelet resolves them, through `envFrom`
    * (`secretRef`, with `prefix` and `optional`) and `env[].valueFrom.secretKeyRef`; a pod that
@@ -79,6 +88,9 @@ interface PodEntry {
 }
 
 const POD_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+/** Most bytes {@linkcode LocalBackend.readLog} returns of one container log (1 MiB). */
+export const LOCAL_LOG_LIMIT_BYTES = 1024 * 1024;
+
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 /**
@@ -104,6 +116,7 @@ export class LocalBackend implements Backend {
   #runtime: Promise<ContainerRuntime> | undefined;
   #hostEnv: string[] | undefined;
   #sharedHostPaths: SharedHostPath[] | undefined;
+  #hostUser: ContainerUser | undefined;
   #maxConcurrent: number;
   #now: () => Date;
   #pods = new Map<string, PodEntry>();
@@ -138,11 +151,17 @@ export class LocalBackend implements Backend {
     this.#runtimeChoice = runtime;
     this.#hostEnv = hostEnv;
     this.#sharedHostPaths = sharedHostPaths;
+    this.#hostUser = options.hostUser;
     this.#secrets = new Map(
       Object.entries(secrets).map(([name, data]) => [name, Object.freeze({ ...data })]),
     );
     this.#maxConcurrent = maxConcurrentPods;
     this.#now = now;
+    // With a container engine, start it now: the engine runtime removes at start the
+    // containers that an earlier run of this server left (one that died).
+    if (runtime === "docker" || runtime === "podman" || runtime === "auto") {
+      this.runtime().catch(() => {}); // the error resurfaces at the first createPod()
+    }
   }
 
   /**
@@ -158,21 +177,30 @@ export class LocalBackend implements Backend {
 
   async #chooseRuntime(): Promise<ContainerRuntime> {
     const choice = this.#runtimeChoice;
-    let runtime: ContainerRuntime;
-    if (typeof choice === "object") runtime = choice;
-    else if (choice === "docker" || choice === "podman") runtime = new DockerRuntime(choice);
-    else if (choice === "auto" && await engineWorks("docker")) {
-      runtime = new DockerRuntime("docker");
-    } else if (choice === "auto" && await engineWorks("podman")) {
-      runtime = new DockerRuntime("podman");
-    } else {
-      await Deno.mkdir(this.#workDir, { recursive: true });
-      runtime = new HostRuntime({
-        probeDir: this.#workDir,
-        ...(this.#hostEnv ? { hostEnv: this.#hostEnv } : {}),
-        ...(this.#sharedHostPaths ? { sharedHostPaths: this.#sharedHostPaths } : {}),
-      });
+    let engine: "docker" | "podman" | undefined;
+    if (typeof choice === "object") {
+      await choice.ensureAvailable();
+      return choice;
     }
+    if (choice === "docker" || choice === "podman") engine = choice;
+    else if (choice === "auto" && await engineWorks("docker")) engine = "docker";
+    else if (choice === "auto" && await engineWorks("podman")) engine = "podman";
+    await Deno.mkdir(this.#workDir, { recursive: true });
+    // The host runtime runs every container without an engine, and the transporter (this
+    // program, which no registry has an image of) with one: see docker_runtime.ts.
+    const host = new HostRuntime({
+      probeDir: this.#workDir,
+      ...(this.#hostEnv ? { hostEnv: this.#hostEnv } : {}),
+      ...(this.#sharedHostPaths ? { sharedHostPaths: this.#sharedHostPaths } : {}),
+      ...(this.#hostUser ? { user: this.#hostUser } : {}),
+    });
+    const runtime = engine
+      ? new DockerRuntime({
+        engine,
+        transporter: host,
+        serverId: await serverIdOf(this.#workDir),
+      })
+      : host;
     await runtime.ensureAvailable();
     return runtime;
   }
@@ -226,19 +254,29 @@ export class LocalBackend implements Backend {
   async #run(entry: PodEntry, runtime: ContainerRuntime): Promise<void> {
     const signal = entry.controller.signal;
     if (!await this.#acquire(entry, signal)) return;
+    // activeDeadlineSeconds, as the kubelet: counted from the pod's start (once it has a slot),
+    // init containers included; when it passes, the containers are killed and the pod fails.
+    const deadline = activeDeadline(entry.pod);
+    const expired = new AbortController();
+    const timer = deadline === undefined
+      ? undefined
+      : setTimeout(() => expired.abort(), deadline * 1000);
     try {
       await Deno.remove(entry.dir, { recursive: true }).catch(() => {});
       await Deno.mkdir(entry.dir, { recursive: true });
-      await runPod({
+      const last = await runPod({
         pod: entry.pod,
         configMaps: this.#configMaps,
         secrets: this.#secrets,
         podDir: entry.dir,
-        runtime,
-        signal,
+        runtime: withPodLimits(runtime, entry.pod),
+        signal: deadline === undefined ? signal : AbortSignal.any([signal, expired.signal]),
         now: this.#now,
         onStatus: (status) => this.#setStatus(entry, status),
       });
+      if (expired.signal.aborted && !signal.aborted && !podEnded(last)) {
+        this.#setStatus(entry, deadlineExceededStatus(last, deadline ?? 0, this.#now()));
+      }
     } catch (error) {
       if (!signal.aborted) {
         this.#setStatus(entry, {
@@ -249,6 +287,7 @@ export class LocalBackend implements Backend {
         });
       }
     } finally {
+      clearTimeout(timer);
       this.#release();
     }
   }
@@ -374,17 +413,35 @@ export class LocalBackend implements Backend {
   }
 
   /**
-   * The log of one container (stdout and stderr interleaved, as `kubectl logs` shows them).
+   * The log of one container (stdout and stderr interleaved, as `kubectl logs` shows them):
+   * its first {@linkcode LOCAL_LOG_LIMIT_BYTES} bytes, or with `tailLines` its last lines within
+   * that many bytes. A task's log is read in bounded time and memory, however large it grew.
    *
    * @param podName Pod name.
    * @param container Container name.
+   * @param options `tailLines`: read only the end of the log.
    * @returns The log, or "" when there is none.
    */
-  async readLog(podName: string, container: string): Promise<string> {
+  async readLog(podName: string, container: string, options: ReadLogOptions = {}): Promise<string> {
     const entry = this.#pods.get(podName);
     if (!entry || !DNS_LABEL.test(container)) return "";
+    const file = containerLogPath(entry.dir, container);
+    if (options.tailLines !== undefined) {
+      return await readLogTail(file, {
+        maxBytes: LOCAL_LOG_LIMIT_BYTES,
+        maxLines: options.tailLines,
+      });
+    }
     try {
-      return await Deno.readTextFile(containerLogPath(entry.dir, container));
+      using handle = await Deno.open(file);
+      const bytes = new Uint8Array(LOCAL_LOG_LIMIT_BYTES);
+      let length = 0;
+      while (length < bytes.length) {
+        const n = await handle.read(bytes.subarray(length));
+        if (n === null) break;
+        length += n;
+      }
+      return new TextDecoder().decode(bytes.subarray(0, length));
     } catch {
       return "";
     }
@@ -397,9 +454,89 @@ export class LocalBackend implements Backend {
    */
   async close(): Promise<void> {
     this.#closed = true;
+    await this.#runtime?.catch(() => {});
     const entries = [...this.#pods.values()];
     for (const entry of entries) entry.controller.abort();
     await Promise.all(entries.map((e) => e.done));
     this.#listeners.clear();
   }
+}
+
+/** The pod's `activeDeadlineSeconds` when it sets a usable one (a positive integer). */
+function activeDeadline(pod: V1Pod): number | undefined {
+  const seconds = pod.spec?.activeDeadlineSeconds;
+  return typeof seconds === "number" && Number.isInteger(seconds) && seconds > 0
+    ? seconds
+    : undefined;
+}
+
+function podEnded(status: V1PodStatus): boolean {
+  return status.phase === "Succeeded" || status.phase === "Failed";
+}
+
+/**
+ * The status of a pod stopped by its deadline, as the kubelet reports it: phase Failed, reason
+ * `DeadlineExceeded`; every container that was running is terminated (killed, 137) and every
+ * one still waiting stays so.
+ */
+function deadlineExceededStatus(status: V1PodStatus, seconds: number, now: Date): V1PodStatus {
+  const stop = (statuses: V1ContainerStatus[] | undefined): V1ContainerStatus[] | undefined =>
+    statuses?.map((s) =>
+      s.state?.running
+        ? {
+          ...s,
+          ready: false,
+          started: false,
+          state: {
+            terminated: {
+              exitCode: 137,
+              signal: 9,
+              reason: "Error",
+              message: `killed: the pod ran longer than its activeDeadlineSeconds (${seconds})`,
+              startedAt: s.state.running.startedAt ?? now,
+              finishedAt: now,
+            },
+          },
+        }
+        : s
+    );
+  const init = stop(status.initContainerStatuses);
+  const main = stop(status.containerStatuses);
+  return {
+    ...status,
+    phase: "Failed",
+    reason: "DeadlineExceeded",
+    message: `Pod was active on the node longer than the specified deadline (${seconds} s)`,
+    ...(init ? { initContainerStatuses: init } : {}),
+    ...(main ? { containerStatuses: main } : {}),
+  };
+}
+
+/**
+ * The engine's server id of a backend: derived from its work folder, so that a restarted server
+ * finds (and removes) the containers its previous run left.
+ */
+async function serverIdOf(workDir: string): Promise<string> {
+  const path = await Deno.realPath(workDir).catch(() => workDir);
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(path));
+  return [...new Uint8Array(digest).subarray(0, 8)]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** `runtime`, with each container's `resources.limits` of `pod` added to its run spec. */
+function withPodLimits(runtime: ContainerRuntime, pod: V1Pod): ContainerRuntime {
+  const containers = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
+  return {
+    name: runtime.name,
+    ensureAvailable: () => runtime.ensureAvailable(),
+    run(spec, signal, onStarted) {
+      const limits = containers.find((c) => c.name === spec.containerName)?.resources?.limits;
+      const parsed = containerLimits(limits);
+      return runtime.run(
+        spec.limits || Object.keys(parsed).length === 0 ? spec : { ...spec, limits: parsed },
+        signal,
+        onStarted,
+      );
+    },
+  };
 }

@@ -16,7 +16,14 @@ import type {
   V1PodStatus,
   V1Volume,
 } from "@kubernetes/client-node";
-import type { ContainerRunSpec, ContainerRuntime, ResolvedMount } from "./container_runtime.ts";
+import type {
+  ContainerExit,
+  ContainerRunSpec,
+  ContainerRuntime,
+  ResolvedMount,
+} from "./container_runtime.ts";
+import { readLogTail } from "./container_log.ts";
+import type { PodOwnedMount } from "./host_runtime.ts";
 export type {
   ContainerExit,
   ContainerRunSpec,
@@ -201,6 +208,9 @@ export async function runPod(options: RunPodOptions): Promise<V1PodStatus> {
       return -1;
     }
     let startedAt = now();
+    // A runtime that fails while the container runs (a full disk under its log) has stopped
+    // it: the container ends in Error with the reason as its message, the pod goes on.
+    let runtimeError: string | undefined;
     const exit = await runtime.run(prepared.spec, signal, () => {
       startedAt = now();
       target.state = { running: { startedAt } };
@@ -212,9 +222,12 @@ export async function runPod(options: RunPodOptions): Promise<V1PodStatus> {
         setCondition("Ready", allReady);
       }
       publish();
+    }).catch((error: unknown): ContainerExit => {
+      runtimeError = error instanceof Error ? error.message : String(error);
+      return { exitCode: 137 };
     });
     if (signal.aborted) return exit.exitCode;
-    let message = exit.startError ?? await readMessage(prepared.terminationFile);
+    let message = exit.startError ?? runtimeError ?? await readMessage(prepared.terminationFile);
     if (!message && exit.exitCode !== 0 && c.terminationMessagePolicy === "FallbackToLogsOnError") {
       message = await logTail(prepared.spec.logFile);
     }
@@ -223,7 +236,9 @@ export async function runPod(options: RunPodOptions): Promise<V1PodStatus> {
     target.state = {
       terminated: {
         exitCode: exit.exitCode,
-        reason: exit.startError ? "StartError" : exit.exitCode === 0 ? "Completed" : "Error",
+        reason: exit.startError
+          ? "StartError"
+          : exit.reason ?? (exit.exitCode === 0 ? "Completed" : "Error"),
         startedAt,
         finishedAt: now(),
         ...(exit.signal !== undefined ? { signal: exit.signal } : {}),
@@ -288,6 +303,8 @@ function condition(
 interface MaterializedVolume {
   path: string;
   readOnly: boolean;
+  /** An `emptyDir`: the pod's own folder, which the pod runner may hand to a container's user. */
+  owned?: boolean;
 }
 
 async function materializeVolumes(
@@ -296,13 +313,16 @@ async function materializeVolumes(
   podDir: string,
 ): Promise<Map<string, MaterializedVolume>> {
   const result = new Map<string, MaterializedVolume>();
+  // Only the server's user may enter the pod's folder: containers reach their volumes through
+  // bind mounts, never through its path (the host runtime shows them the host's file system).
+  await Deno.chmod(podDir, 0o700);
   for (const volume of volumes) {
     if (!DNS_LABEL.test(volume.name)) throw new Error(`bad volume name "${volume.name}"`);
     const path = `${podDir}/volumes/${volume.name}`;
     if (volume.emptyDir) {
       await Deno.mkdir(path, { recursive: true });
       await Deno.chmod(path, 0o777);
-      result.set(volume.name, { path, readOnly: false });
+      result.set(volume.name, { path, readOnly: false, owned: true });
     } else if (volume.configMap) {
       const source = volume.configMap;
       const configMap = configMaps.get(source.name ?? "");
@@ -389,6 +409,53 @@ interface PreparedContainer {
   terminationFile: string;
 }
 
+/**
+ * Resolves a mount source inside a volume without following any symbolic link: every
+ * component of `relative` (the subPath) is checked with `lstat`, and a symbolic link, a device,
+ * a socket or a FIFO is refused. A previous container of the pod may have replaced a folder of
+ * the volume with a link to a host folder; binding that would hand the host folder to the next
+ * container. Runs right before the container starts, when no process of the pod is left that
+ * could swap a component again (containers of a pod run one after another, and each one's PID
+ * namespace dies with it), and the path it returns is the one bound.
+ *
+ * @returns The path and what it is (created as directories when missing and `create`).
+ */
+async function resolveInVolume(
+  root: string,
+  relative: string | undefined,
+  what: string,
+  create: boolean,
+): Promise<{ path: string; kind: "dir" | "file" }> {
+  const refuse = (path: string, why: string): never => {
+    throw new Error(`Cannot mount ${what}: ${path} ${why}; refusing to mount it`);
+  };
+  let path = root;
+  let info = await Deno.lstat(root);
+  if (info.isSymlink || !info.isDirectory) refuse("the volume", "is not a plain directory");
+  const parts = relative === undefined ? [] : safeRelative(relative, "subPath").split("/");
+  for (const [i, part] of parts.entries()) {
+    path = `${path}/${part}`;
+    const shown = `subPath component "${parts.slice(0, i + 1).join("/")}"`;
+    let next: Deno.FileInfo | undefined;
+    try {
+      next = await Deno.lstat(path);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    if (next === undefined) {
+      if (!create) throw new Error(`Cannot mount ${what}: subPath "${relative}" does not exist`);
+      await Deno.mkdir(path);
+      next = await Deno.lstat(path);
+    }
+    if (next.isSymlink) refuse(shown, "is a symbolic link (made by an earlier container?)");
+    if (!next.isDirectory && !(next.isFile && i === parts.length - 1)) {
+      refuse(shown, next.isFile ? "is a file, not a folder" : "is not a file or folder");
+    }
+    info = next;
+  }
+  return { path, kind: info.isDirectory ? "dir" : "file" };
+}
+
 async function prepareContainer(
   c: V1Container,
   pod: V1Pod,
@@ -403,25 +470,23 @@ async function prepareContainer(
     const volume = volumes.get(m.name);
     if (!volume) throw new Error(`volume mount "${m.name}" names no volume of the pod`);
     if (m.subPathExpr) throw new Error(`subPathExpr of mount "${m.name}" is not supported`);
-    let source = volume.path;
-    if (m.subPath) {
-      source = `${volume.path}/${safeRelative(m.subPath, "subPath")}`;
-      if (!volume.readOnly) {
-        try {
-          await Deno.lstat(source);
-        } catch {
-          await Deno.mkdir(source, { recursive: true });
-        }
-      }
-    }
-    const info = await Deno.stat(source).catch(() => undefined);
-    if (!info) throw new Error(`subPath "${m.subPath}" does not exist in volume "${m.name}"`);
-    mounts.push({
-      source,
+    const readOnly = volume.readOnly || m.readOnly === true;
+    const what = `volume "${m.name}"${m.subPath ? ` (subPath "${m.subPath}")` : ""} at ` +
+      `${m.mountPath}`;
+    // A hostPath volume (a shared dir) is the administrator's folder, used as it is.
+    const source = volume.owned || volume.readOnly
+      ? await resolveInVolume(volume.path, m.subPath || undefined, what, !volume.readOnly)
+      : await resolveHostPath(volume.path, m.subPath || undefined, what);
+    // The pod's own writable folders: the host runtime hands them to an unprivileged
+    // container's user (see `PodOwnedMount`).
+    const mount: PodOwnedMount = {
+      source: source.path,
       target: safeAbsolute(m.mountPath, "mountPath"),
-      readOnly: volume.readOnly || m.readOnly === true,
-      kind: info.isDirectory ? "dir" : "file",
-    });
+      readOnly,
+      kind: source.kind,
+      ...(volume.owned && !readOnly ? { podOwned: true } : {}),
+    };
+    mounts.push(mount);
   }
   const terminationFile = `${containerDir}/termination-log`;
   await Deno.writeFile(terminationFile, new Uint8Array());
@@ -460,6 +525,18 @@ async function prepareContainer(
         : {}),
     },
   };
+}
+
+/** A subPath of a hostPath volume (none in Planetary's pods): it must exist, links followed. */
+async function resolveHostPath(
+  root: string,
+  relative: string | undefined,
+  what: string,
+): Promise<{ path: string; kind: "dir" | "file" }> {
+  const path = relative === undefined ? root : `${root}/${safeRelative(relative, "subPath")}`;
+  const info = await Deno.stat(path).catch(() => undefined);
+  if (!info) throw new Error(`Cannot mount ${what}: ${path} does not exist`);
+  return { path, kind: info.isDirectory ? "dir" : "file" };
 }
 
 function safeAbsoluteOrRoot(path: string): string {
@@ -627,9 +704,10 @@ async function readMessage(file: string): Promise<string> {
   }
 }
 
-async function logTail(file: string): Promise<string> {
-  const text = await Deno.readTextFile(file).catch(() => "");
-  let tail = text.replace(/\n$/, "").split("\n").slice(-FALLBACK_LINES).join("\n");
-  while (new TextEncoder().encode(tail).length > FALLBACK_BYTES) tail = tail.slice(1);
-  return tail;
+/**
+ * The `FallbackToLogsOnError` message: the last lines of the log, bounded in bytes. Reads only
+ * the end of the file, so a huge log (or one huge line) costs no more than a small one.
+ */
+function logTail(file: string): Promise<string> {
+  return readLogTail(file, { maxBytes: FALLBACK_BYTES, maxLines: FALLBACK_LINES });
 }
