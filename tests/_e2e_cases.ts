@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import type { TesClient } from "../src/client/mod.ts";
 import type { TesState, TesTask } from "../src/tes/model.ts";
 import { isTerminal } from "../src/tes/state.ts";
-import { findProcesses, processAlive } from "./_harness/serve.ts";
+import { findProcesses, processAlive, type ServeHarness } from "./_harness/serve.ts";
 
 /** What a case gets from its runner. */
 export interface E2eContext {
@@ -35,6 +35,53 @@ export interface E2eContext {
    * with `needs.restart`).
    */
   restart?: (signal: "SIGTERM" | "SIGKILL") => Promise<void>;
+}
+
+/**
+ * The context of the end-to-end cases on a `planetary serve` subprocess.
+ *
+ * @param server The server.
+ * @param taskDeadlineMs Longest time a quick task may take, in ms.
+ * @returns The context (`restart` stops and starts the same server).
+ */
+export function serveE2eContext(server: ServeHarness, taskDeadlineMs: number): E2eContext {
+  return {
+    get client() {
+      return server.client;
+    },
+    storageDir: server.storageDir,
+    fileUrl: (relativePath) => `file://${server.storageDir}/${relativePath}`,
+    taskDeadlineMs,
+    async restart(signal) {
+      await server.stop(signal);
+      await server.restart();
+    },
+  };
+}
+
+/**
+ * Runs `cases` as concurrent steps of `t` against one context.
+ *
+ * @param t The test.
+ * @param cases The cases.
+ * @param ctx Their context.
+ * @returns Whether every case passed.
+ */
+export async function runE2eSteps(
+  t: Deno.TestContext,
+  cases: readonly E2eCase[],
+  ctx: E2eContext,
+): Promise<boolean> {
+  const results = await Promise.all(cases.map((c) =>
+    t.step({
+      name: c.name,
+      fn: () => c.run(ctx),
+      sanitizeOps: false,
+      sanitizeResources: false,
+      sanitizeExit: false,
+    })
+  ));
+  return !results.includes(false);
 }
 
 /** One end-to-end case. */

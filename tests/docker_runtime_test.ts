@@ -8,7 +8,7 @@
  * server of their own each).
  */
 import assert from "node:assert/strict";
-import { E2E_CASES, type E2eContext } from "./_e2e_cases.ts";
+import { E2E_CASES, runE2eSteps, serveE2eContext } from "./_e2e_cases.ts";
 import { requireComponent } from "./_harness/component.ts";
 import { type DockerEngine, dockerMissing, startDockerd } from "./_harness/docker.ts";
 import { importBusyboxImages } from "./_harness/docker_images.ts";
@@ -308,43 +308,11 @@ Deno.test({
   async fn(t) {
     await withEngine(async (_engine, start) => {
       const server = await start();
-      const ctx: E2eContext = {
-        get client() {
-          return server.client;
-        },
-        storageDir: server.storageDir,
-        fileUrl: (relativePath) => `file://${server.storageDir}/${relativePath}`,
-        taskDeadlineMs: TASK_DEADLINE_MS,
-      };
-      const results = await Promise.all(CORE_CASES.map((c) =>
-        t.step({
-          name: c.name,
-          fn: () => c.run(ctx),
-          sanitizeOps: false,
-          sanitizeResources: false,
-          sanitizeExit: false,
-        })
-      ));
-      assert.ok(!results.includes(false), "a case failed");
+      const ctx = serveE2eContext(server, TASK_DEADLINE_MS);
+      assert.ok(await runE2eSteps(t, CORE_CASES, ctx), "a case failed");
     });
   },
 });
-
-/** The context of the end-to-end cases on `server`. */
-function contextOf(server: ServeHarness): E2eContext {
-  return {
-    get client() {
-      return server.client;
-    },
-    storageDir: server.storageDir,
-    fileUrl: (relativePath) => `file://${server.storageDir}/${relativePath}`,
-    taskDeadlineMs: TASK_DEADLINE_MS,
-    async restart(signal) {
-      await server.stop(signal);
-      await server.restart();
-    },
-  };
-}
 
 Deno.test({
   ...OPTIONS,
@@ -357,18 +325,13 @@ Deno.test({
         ...RESTART_CASES.map((c) => ({ cases: [c], maxTasks: 8 })),
       ].filter((g) => g.cases.length > 0);
       const results = await Promise.all(groups.map(async ({ cases, maxTasks }) => {
-        const ctx = contextOf(await start(maxTasks));
-        return await Promise.all(cases.map((c) =>
-          t.step({
-            name: c.name,
-            fn: () => c.run(ctx),
-            sanitizeOps: false,
-            sanitizeResources: false,
-            sanitizeExit: false,
-          })
-        ));
+        return await runE2eSteps(
+          t,
+          cases,
+          serveE2eContext(await start(maxTasks), TASK_DEADLINE_MS),
+        );
       }));
-      assert.ok(!results.flat().includes(false), "a case failed");
+      assert.ok(!results.includes(false), "a case failed");
     });
   },
 });

@@ -7,7 +7,7 @@
  * One server runs the independent cases concurrently; the case that needs a single task slot
  * and each restart case get a server of their own, all at the same time.
  */
-import { E2E_CASES, type E2eCase, type E2eContext } from "./_e2e_cases.ts";
+import { E2E_CASES, type E2eCase, runE2eSteps, serveE2eContext } from "./_e2e_cases.ts";
 import { requireComponent } from "./_harness/component.ts";
 import { prepareDataTemplate, type ServeHarness, startServe } from "./_harness/serve.ts";
 import { hostRuntimeWorks } from "./_harness/host_runtime.ts";
@@ -20,21 +20,6 @@ const ENABLED = requireComponent(
 /** Longest time a quick task may take (the 2-core CI machine runs many at once). */
 const TASK_DEADLINE_MS = 90_000;
 
-function contextOf(server: ServeHarness): E2eContext {
-  return {
-    get client() {
-      return server.client;
-    },
-    storageDir: server.storageDir,
-    fileUrl: (relativePath) => `file://${server.storageDir}/${relativePath}`,
-    taskDeadlineMs: TASK_DEADLINE_MS,
-    async restart(signal) {
-      await server.stop(signal);
-      await server.restart();
-    },
-  };
-}
-
 /** Runs `cases` as concurrent steps against one server started with `start`. */
 async function runGroup(
   t: Deno.TestContext,
@@ -45,17 +30,7 @@ async function runGroup(
   const server = await start();
   let failed = false;
   try {
-    const ctx = contextOf(server);
-    const results = await Promise.all(cases.map((c) =>
-      t.step({
-        name: c.name,
-        fn: () => c.run(ctx),
-        sanitizeOps: false,
-        sanitizeResources: false,
-        sanitizeExit: false,
-      })
-    ));
-    failed = results.includes(false);
+    failed = !await runE2eSteps(t, cases, serveE2eContext(server, TASK_DEADLINE_MS));
   } finally {
     await server.close();
     if (failed) console.error(`--- planetary serve log ---\n${server.log()}`);

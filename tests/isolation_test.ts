@@ -13,14 +13,10 @@ import type { TransferSpec } from "../src/pod/layout.ts";
 import { uploadOutputs } from "../transporter/outputs.ts";
 import { downloadInputs } from "../transporter/inputs.ts";
 import { LocalBackend } from "../src/orchestrator/backends/local/local_backend.ts";
-import { requireComponent } from "./_harness/component.ts";
-import { hostRuntimeWorks } from "./_harness/host_runtime.ts";
+import { requireHostRuntime } from "./_harness/host_runtime.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
-const ENABLED = requireComponent(
-  await hostRuntimeWorks(),
-  "host runtime: needs util-linux `unshare` and root or user namespaces with overlayfs",
-);
+const ENABLED = await requireHostRuntime();
 
 interface Fixture {
   server: RunningServer;

@@ -8,7 +8,6 @@
 
 import assert from "node:assert/strict";
 import type { V1ContainerStatus, V1Node, V1Pod } from "@kubernetes/client-node";
-import { requireComponent } from "./_harness/component.ts";
 import { type ControlPlane, requireControlPlane, startControlPlane } from "./_harness/k8s.ts";
 import {
   FAULT_ANNOTATION,
@@ -24,7 +23,7 @@ import { buildTaskPod } from "../src/pod/build_task_pod.ts";
 import { REPORT_PREFIX, type TransferReport } from "../src/pod/layout.ts";
 import { hostTransporterSetup } from "../src/server/execution.ts";
 import type { TesTask } from "../src/tes/model.ts";
-import { hostRuntimeWorks } from "./_harness/host_runtime.ts";
+import { requireHostRuntime } from "./_harness/host_runtime.ts";
 
 const NAMESPACE = "agent-test";
 const TIMEOUT_MS = 90_000;
@@ -85,10 +84,7 @@ Deno.test("parseFault() reads the annotation value and refuses unknown kinds", (
 });
 
 const ENABLED = requireControlPlane() &&
-  requireComponent(
-    await hostRuntimeWorks(),
-    "host runtime: needs util-linux `unshare` and root or user namespaces with overlayfs",
-  );
+  await requireHostRuntime();
 
 /** Admin REST calls to the apiserver. */
 class Admin {

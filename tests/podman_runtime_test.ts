@@ -8,7 +8,7 @@
  * cancel, leftovers of a killed server, and the core end-to-end cases on this runtime.
  */
 import assert from "node:assert/strict";
-import { E2E_CASES, type E2eContext } from "./_e2e_cases.ts";
+import { E2E_CASES, runE2eSteps, serveE2eContext } from "./_e2e_cases.ts";
 import { requireComponent } from "./_harness/component.ts";
 import { type PodmanEngine, podmanMissing, startPodman } from "./_harness/podman.ts";
 import { importBusyboxImages } from "./_harness/docker_images.ts";
@@ -297,24 +297,8 @@ Deno.test({
   async fn(t) {
     await withPodman(async (_engine, start) => {
       const server = await start();
-      const ctx: E2eContext = {
-        get client() {
-          return server.client;
-        },
-        storageDir: server.storageDir,
-        fileUrl: (relativePath) => `file://${server.storageDir}/${relativePath}`,
-        taskDeadlineMs: TASK_DEADLINE_MS,
-      };
-      const results = await Promise.all(CORE_CASES.map((c) =>
-        t.step({
-          name: c.name,
-          fn: () => c.run(ctx),
-          sanitizeOps: false,
-          sanitizeResources: false,
-          sanitizeExit: false,
-        })
-      ));
-      assert.ok(!results.includes(false), "a case failed");
+      const ctx = serveE2eContext(server, TASK_DEADLINE_MS);
+      assert.ok(await runE2eSteps(t, CORE_CASES, ctx), "a case failed");
     });
   },
 });

@@ -7,14 +7,10 @@ import assert from "node:assert/strict";
 import type { V1Container, V1Pod, V1PodStatus } from "@kubernetes/client-node";
 import { LocalBackend } from "../src/orchestrator/backends/local/mod.ts";
 import { taskStatusFromPod } from "../src/pod/task_status_from_pod.ts";
-import { requireComponent } from "./_harness/component.ts";
-import { hostRuntimeWorks } from "./_harness/host_runtime.ts";
+import { requireHostRuntime } from "./_harness/host_runtime.ts";
 import { startServe } from "./_harness/serve.ts";
 
-const ENABLED = requireComponent(
-  await hostRuntimeWorks(),
-  "host runtime: needs util-linux `unshare` and root or user namespaces with overlayfs",
-);
+const ENABLED = await requireHostRuntime();
 
 /** Polls `check` until it returns a value other than undefined (`ms` deadline). */
 async function waitFor<T>(

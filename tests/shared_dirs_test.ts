@@ -9,13 +9,9 @@ import { checkSharedDirs } from "../src/server/execution.ts";
 import { type RunningServer, startServer } from "../src/server/start_server.ts";
 import { TesClient } from "../src/client/mod.ts";
 import type { TesTask } from "../src/tes/model.ts";
-import { requireComponent } from "./_harness/component.ts";
-import { hostRuntimeWorks } from "./_harness/host_runtime.ts";
+import { requireHostRuntime } from "./_harness/host_runtime.ts";
 
-const ENABLED = requireComponent(
-  await hostRuntimeWorks(),
-  "host runtime: needs util-linux `unshare` and root or user namespaces with overlayfs",
-);
+const ENABLED = await requireHostRuntime();
 
 interface Fixture {
   server: RunningServer;

@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { requireComponent, which } from "./_harness/component.ts";
-import { hostRuntimeWorks } from "./_harness/host_runtime.ts";
+import { requireHostRuntime } from "./_harness/host_runtime.ts";
 import {
   runClient,
   SNAKEMAKE_VENV,
@@ -20,10 +20,7 @@ import {
 
 const DIR = new URL("./workflow_clients/snakemake/", import.meta.url).pathname;
 
-const ENABLED = requireComponent(
-  await hostRuntimeWorks(),
-  "host runtime: needs util-linux `unshare` and root or user namespaces with overlayfs",
-) &&
+const ENABLED = await requireHostRuntime() &&
   requireComponent(
     venvReady(SNAKEMAKE_VENV) && which("rsync") !== undefined,
     `Snakemake venv or rsync missing: run tests/workflow_clients/install.sh (${SNAKEMAKE_VENV})`,

@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { requireComponent } from "./_harness/component.ts";
-import { hostRuntimeWorks } from "./_harness/host_runtime.ts";
+import { requireHostRuntime } from "./_harness/host_runtime.ts";
 import {
   runClient,
   startWorkflowServer,
@@ -19,10 +19,7 @@ import {
 
 const WORKFLOW = new URL("./workflow_clients/toil/workflow.py", import.meta.url).pathname;
 
-const ENABLED = requireComponent(
-  await hostRuntimeWorks(),
-  "host runtime: needs util-linux `unshare` and root or user namespaces with overlayfs",
-) &&
+const ENABLED = await requireHostRuntime() &&
   requireComponent(
     venvReady(TOIL_VENV),
     `Toil venv missing: run tests/workflow_clients/install.sh (${TOIL_VENV})`,

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { which } from "./component.ts";
+import { requireComponent, which } from "./component.ts";
 import { HostRuntime } from "../../src/orchestrator/backends/local/host_runtime.ts";
 
 /**
@@ -20,4 +20,17 @@ export async function hostRuntimeWorks(): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * Whether a test that needs the host runtime may run: false (a skip with one line) on a laptop
+ * without it; under `CI=true` the test runs and fails instead (see {@linkcode requireComponent}).
+ *
+ * @returns Whether to run the test.
+ */
+export async function requireHostRuntime(): Promise<boolean> {
+  return requireComponent(
+    await hostRuntimeWorks(),
+    "host runtime: needs util-linux `unshare` and root or user namespaces with overlayfs",
+  );
 }
