@@ -27,7 +27,11 @@ interface Fixture {
   outside: string;
 }
 
-async function withServer(fn: (fixture: Fixture) => Promise<void>): Promise<void> {
+async function withServer(
+  fn: (fixture: Fixture) => Promise<void>,
+  // Executors as nobody (`--task-user 65534:65534`), as for tasks of people not trusted.
+  taskUser: { uid: number; gid: number } | undefined = { uid: 65534, gid: 65534 },
+): Promise<void> {
   const root = await Deno.makeTempDir({ prefix: "planetary-isolation-" });
   const files = `${root}/files`;
   const outside = `${root}/outside`;
@@ -39,12 +43,11 @@ async function withServer(fn: (fixture: Fixture) => Promise<void>): Promise<void
     dataDir: `${root}/data`,
     announce: false,
     api: { logRequests: false },
-    // Executors as nobody (`--task-user 65534:65534`), as for tasks of people not trusted.
     execution: {
       fileAllowList: [files],
       pollIntervalMs: 100,
       runtime: "host",
-      taskUser: { uid: 65534, gid: 65534 },
+      ...(taskUser ? { taskUser } : {}),
     },
   });
   try {
@@ -355,3 +358,90 @@ Deno.test({
     assert.match(started.stderr, /host runtime.*does NOT isolate/);
   },
 });
+
+Deno.test({
+  name: "host runtime: by default executors run as nobody with no capabilities, and cancel " +
+    "kills every process they started",
+  ignore: !ENABLED,
+  async fn() {
+    await withServer(async ({ client }) => {
+      const marker = `${1000 + Math.floor(Math.random() * 8000)}`;
+      // Each process carries the marker in its argv: `sleep <marker>.5`.
+      const id = await client.createTask({
+        executors: [{
+          image: "busybox",
+          command: [
+            "/bin/sh",
+            "-c",
+            'echo uid=$(id -u); grep CapEff /proc/self/status; sleep "$1.5" & sleep "$1.6" & ' +
+            'setsid sleep "$1.7" & wait',
+            "sh",
+            marker,
+          ],
+        }],
+      });
+      // The end state to reach before cancelling: all three sleepers alive (or the task over).
+      let running = await client.getTask(id, "FULL");
+      for (let i = 0; i < 1200 && sleepers(marker).length < 3; i++) {
+        if (!["QUEUED", "INITIALIZING", "RUNNING"].includes(running.state ?? "")) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        running = await client.getTask(id, "FULL");
+      }
+      assert.equal(running.state, "RUNNING", describe(running));
+      const users = sleepers(marker).map((p) => p.uid);
+      assert.deepEqual(users, [65534, 65534, 65534], JSON.stringify(sleepers(marker)));
+      await client.cancelTask(id);
+      const done = await client.waitForTask(id, { intervalMs: 100 });
+      assert.equal(done.state, "CANCELED", describe(done));
+      assert.deepEqual(sleepers(marker), [], "no process of the canceled task is left");
+    }, undefined);
+  },
+});
+
+Deno.test({
+  name: "host runtime: kernel settings are read-only to executors, also with --task-user 0:0",
+  ignore: !ENABLED,
+  async fn() {
+    await withServer(async ({ client }) => {
+      const task = await run(client, {
+        executors: [{
+          image: "busybox",
+          command: [
+            "/bin/sh",
+            "-c",
+            // Writes back the value it read: harmless where the write would succeed.
+            "v=$(cat /proc/sys/kernel/panic_on_oops)\n" +
+            'if echo "$v" > /proc/sys/kernel/panic_on_oops; then echo WROTE-PROC; fi\n' +
+            "t=/sys/kernel/mm/transparent_hugepage/defrag\n" +
+            'if [ -e "$t" ] && sed -n "s/.*\\[\\(.*\\)\\].*/\\1/p" "$t" > /tmp/v && ' +
+            'cat /tmp/v > "$t"; then echo WROTE-SYS; fi\n' +
+            "echo uid=$(id -u)\n",
+          ],
+        }],
+      });
+      assert.equal(task.state, "COMPLETE", describe(task));
+      const out = stdoutOf(task);
+      assert.match(out, /uid=0\n/, out);
+      assert.doesNotMatch(out, /WROTE/, out);
+    }, { uid: 0, gid: 0 });
+  },
+});
+
+/** Processes whose argv is `sleep <marker>.<n>`, with their real user id. */
+function sleepers(marker: string): { pid: number; uid: number }[] {
+  const found: { pid: number; uid: number }[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const argv = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).split("\0");
+      if (argv[0]?.endsWith("sleep") && argv[1]?.startsWith(`${marker}.`)) {
+        const status = Deno.readTextFileSync(`/proc/${entry.name}/status`);
+        const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+        found.push({ pid: Number(entry.name), uid });
+      }
+    } catch {
+      // gone
+    }
+  }
+  return found.sort((a, b) => a.pid - b.pid);
+}

@@ -22,12 +22,20 @@ interface Fixture {
   outside: string;
 }
 
+/** Owner of the shared dir when the tests run as root. */
+const SHARED_OWNER = 4242;
+
 async function withServer(fn: (fixture: Fixture) => Promise<void>): Promise<void> {
   const root = await Deno.makeTempDir({ prefix: "planetary-shared-dirs-" });
   const shared = `${root}/shared`;
   const outside = `${root}/outside`;
   await Deno.mkdir(shared);
   await Deno.mkdir(outside);
+  // The shared dir belongs to a user of its own: executors run as its owner by default.
+  if (Deno.uid() === 0) await Deno.chown(shared, SHARED_OWNER, SHARED_OWNER);
+  await Deno.chmod(root, 0o755);
+  // Writable by anyone, so that only the host runtime's copy-on-write keeps a task out of it.
+  await Deno.chmod(outside, 0o777);
   const server = await startServer({
     port: 0,
     dataDir: `${root}/data`,
@@ -72,7 +80,8 @@ Deno.test({
           command: [
             "/bin/sh",
             "-c",
-            'echo hello > "$1/x" && cat /tmp/in.txt > "$1/y" && mkdir -p "$2" && echo leak > "$2/z"',
+            'echo hello > "$1/x" && cat /tmp/in.txt > "$1/y" && ' +
+            '{ { mkdir -p "$2" && echo leak > "$2/z"; } 2>/dev/null || true; }',
             "sh",
             shared,
             outside,
@@ -82,6 +91,9 @@ Deno.test({
       assert.equal(writer.state, "COMPLETE", describe(writer));
       assert.equal(await Deno.readTextFile(`${shared}/x`), "hello\n");
       assert.equal(await Deno.readTextFile(`${shared}/y`), "from the input\n");
+      if (Deno.uid() === 0) {
+        assert.equal((await Deno.stat(`${shared}/x`)).uid, SHARED_OWNER, "written as its owner");
+      }
       // Outside the shared dirs a task writes into its own copy, never into the host's folder.
       await assert.rejects(Deno.stat(`${outside}/z`), Deno.errors.NotFound);
 
@@ -113,6 +125,12 @@ Deno.test({
       const store = `${shared}/jobstore`;
       await Deno.mkdir(store);
       await Deno.writeTextFile(`${store}/log`, "client\n");
+      // Made by the workflow engine, which runs as the shared dir's owner.
+      if (Deno.uid() === 0) {
+        for (const path of [store, `${store}/log`]) {
+          await Deno.chown(path, SHARED_OWNER, SHARED_OWNER);
+        }
+      }
       // What toil-batch-system-tes sends for a file job store: a DIRECTORY input
       // `file://<store>` at path `<store>`. Copied into the task, the write would be lost.
       const task = await run(client, {

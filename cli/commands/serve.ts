@@ -48,7 +48,8 @@ Options:
                         podman, else the host runtime; default), host, docker or podman
                         (env PLANETARY_RUNTIME)
   --task-user UID:GID   user and group that executors of the host runtime run as, with no
-                        capabilities (env PLANETARY_TASK_USER; default 65534:65534); give
+                        capabilities (env PLANETARY_TASK_USER; default: the owner of the
+                        first --shared-dir unless that is root, else 65534:65534); give
                         the owner of the shared dirs when tasks must write there
   --max-run-seconds N   longest a task may run; then it ends SYSTEM_ERROR
                         (env PLANETARY_MAX_RUN_SECONDS; default: no limit)

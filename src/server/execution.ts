@@ -6,7 +6,11 @@
  */
 import { fileURLToPath } from "node:url";
 import type { Backend } from "../orchestrator/backend.ts";
-import type { SharedHostPath } from "../orchestrator/backends/local/host_runtime.ts";
+import {
+  type ContainerUser,
+  type SharedHostPath,
+  UNPRIVILEGED_USER,
+} from "../orchestrator/backends/local/host_runtime.ts";
 import { LocalBackend } from "../orchestrator/backends/local/local_backend.ts";
 import { Orchestrator } from "../orchestrator/orchestrator.ts";
 import type { TaskPodObjects } from "../orchestrator/backend.ts";
@@ -75,9 +79,10 @@ export interface ExecutionOptions {
   runtime?: "auto" | "host" | "docker" | "podman";
   /**
    * The user and group that executor containers of the local backend's host runtime run as,
-   * with no capabilities. Give the owner of the shared dirs when tasks must write there as the
-   * workflow engine does; 65534:65534 (`nobody`) for tasks of people you do not trust.
-   * @default undefined (the server's user, with its capabilities)
+   * always with no capabilities. Give the owner of the shared dirs when tasks must write there
+   * as the workflow engine does.
+   * @default {see {@linkcode defaultTaskUser}: the owner of the first shared dir when that is
+   * not root, else 65534:65534 (`nobody`)}
    */
   taskUser?: { uid: number; gid: number };
   /**
@@ -256,7 +261,7 @@ export function startExecution(store: TaskStore, options: ExecutionOptions): Run
     workDir,
     maxConcurrentPods: maxConcurrentTasks,
     sharedHostPaths: setup.sharedHostPaths,
-    ...(options.taskUser === undefined ? {} : { hostUser: options.taskUser }),
+    hostUser: options.taskUser ?? defaultTaskUser(sharedDirs),
     ...(options.runtime === undefined ? {} : { runtime: options.runtime }),
     ...(storageSecret ? { secrets: { [STORAGE_SECRET_NAME]: storageEnv } } : {}),
   });
@@ -314,6 +319,32 @@ export function startExecution(store: TaskStore, options: ExecutionOptions): Run
       await backend.close();
     },
   };
+}
+
+/**
+ * The user that executors of the host runtime run as when {@linkcode ExecutionOptions.taskUser}
+ * is not given: the owner of the first shared dir when that is not root (the workflow engine's
+ * user, so that tasks can write where it does), otherwise 65534:65534 (`nobody`). Never root
+ * by default: root without capabilities still owns the host's root-owned files.
+ *
+ * @param sharedDirs The checked shared dirs (see {@linkcode checkSharedDirs}).
+ * @returns The user and group.
+ * @example
+ * ```ts ignore
+ * defaultTaskUser([]); // { uid: 65534, gid: 65534 }
+ * ```
+ */
+export function defaultTaskUser(sharedDirs: readonly string[]): ContainerUser {
+  const first = sharedDirs[0];
+  if (first !== undefined) {
+    try {
+      const { uid, gid } = Deno.statSync(first);
+      if (uid !== null && gid !== null && uid !== 0) return { uid, gid };
+    } catch {
+      // checked before: gone since, use the default
+    }
+  }
+  return { ...UNPRIVILEGED_USER };
 }
 
 /**

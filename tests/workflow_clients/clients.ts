@@ -52,7 +52,8 @@ export async function startWorkflowServer(venv: string): Promise<WorkflowServer>
   let serve: ServeHarness;
   try {
     serve = await startServe({
-      args: ["--shared-dir", shared],
+      // Tasks write the workflow's files as the user who runs the workflow engine (this test).
+      args: ["--shared-dir", shared, "--task-user", `${Deno.uid()}:${Deno.gid()}`],
       env: { PATH: `${venv}/bin:${Deno.env.get("PATH") ?? ""}` },
     });
   } catch (error) {

@@ -129,8 +129,9 @@ export interface HostRuntimeOptions {
    * (the server is not root) no other id is mapped: they then keep the namespace's root, but
    * still without any capability. Without a user, every container runs as the server's user
    * with its capabilities, as the transporter does (`planetary serve --task-user` sets one;
-   * {@linkcode UNPRIVILEGED_USER} is the usual choice). Not yet the default: cancel does not
-   * yet kill every process of an unprivileged container.
+   * {@linkcode UNPRIVILEGED_USER} is the usual choice, and the default of the local backend
+   * as `planetary serve` makes it). Killing the container kills all of its processes whatever
+   * their user (they die with the PID namespace).
    *
    * @default {undefined (the server's user)}
    */
@@ -190,7 +191,15 @@ nl='
 '
 mount -t overlay overlay -o "lowerdir=/,upperdir=$scratch/upper,workdir=$scratch/work" "$root"
 mount -t proc proc "$root/proc"
+# Kernel settings stay out of reach (as in docker): /proc/sys, /proc/sysrq-trigger and /sys
+# read-only, also for an executor that keeps uid 0 without capabilities.
+for p in sys sysrq-trigger; do
+  [ -e "$root/proc/$p" ] || continue
+  mount --bind "$root/proc/$p" "$root/proc/$p"
+  mount -o remount,bind,ro "$root/proc/$p"
+done
 mount --rbind /sys "$root/sys"
+mount -o remount,bind,ro "$root/sys"
 mount -t tmpfs -o mode=755,nosuid tmpfs "$root/dev"
 for d in null zero full random urandom tty; do
   : > "$root/dev/$d"
@@ -236,8 +245,11 @@ if [ "$priv" = caps ]; then
   exec chroot "$root" setpriv --inh-caps=-all --bounding-set=-all --no-new-privs \\
     -- env -i -C "$wd" -- "$@"
 fi
+# Changing the user clears the parent-death signal that \`unshare --kill-child\` set: setpriv
+# sets it again, so that killing unshare (all the server may kill) still ends the namespace.
 exec chroot "$root" setpriv --reuid="\${priv%:*}" --regid="\${priv#*:}" --clear-groups \\
-  --inh-caps=-all --bounding-set=-all --no-new-privs -- env -i -C "$wd" -- "$@"
+  --inh-caps=-all --bounding-set=-all --no-new-privs --pdeathsig SIGKILL \\
+  -- env -i -C "$wd" -- "$@"
 `;
 
 const SIGNAL_NUMBERS: Record<string, number> = {
@@ -340,7 +352,8 @@ export class HostRuntime implements ContainerRuntime {
               "/bin/sh",
               "-c",
               'mount -t overlay overlay -o "lowerdir=/,upperdir=$1/upper,workdir=$1/work" "$1/root" ' +
-              "&& setpriv --inh-caps=-all --bounding-set=-all --no-new-privs -- true",
+              "&& setpriv --inh-caps=-all --bounding-set=-all --no-new-privs " +
+              "--pdeathsig SIGKILL -- true",
               "planetary-probe",
               dir,
             ],
@@ -609,7 +622,9 @@ async function watchStarted(
 /**
  * Kills PID 1 of the container's PID namespace (the kernel then kills every other process in
  * it, including ones that left the process group) and `unshare` itself, then waits until that
- * PID 1 is gone.
+ * PID 1 is gone. Under `--allow-run=unshare,…` (how `planetary serve` runs) only `unshare` may
+ * be killed: its death then kills PID 1 through the parent-death signal that `unshare
+ * --kill-child` and, after a change of user, `setpriv --pdeathsig` set.
  */
 async function killTree(child: Deno.ChildProcess): Promise<void> {
   const inits = await Deno.readTextFile(`/proc/${child.pid}/task/${child.pid}/children`)
@@ -619,7 +634,7 @@ async function killTree(child: Deno.ChildProcess): Promise<void> {
     try {
       Deno.kill(pid, "SIGKILL");
     } catch {
-      // already gone
+      // already gone, or not allowed (see above)
     }
   }
   try {

@@ -9,7 +9,12 @@ import type { V1ConfigMap, V1ContainerStatus, V1Pod, V1PodStatus } from "@kubern
 import type { Backend, PodEvent, ReadLogOptions, TaskPodObjects } from "../../backend.ts";
 import type { ContainerRuntime } from "./container_runtime.ts";
 import { containerLimits, DockerRuntime, engineWorks } from "./docker_runtime.ts";
-import { type ContainerUser, HostRuntime, type SharedHostPath } from "./host_runtime.ts";
+import {
+  type ContainerUser,
+  HostRuntime,
+  type SharedHostPath,
+  UNPRIVILEGED_USER,
+} from "./host_runtime.ts";
 import { readLogTail } from "./container_log.ts";
 import { LocalBackendError } from "./local_backend_error.ts";
 export type { Backend, PodEvent, TaskPodObjects } from "../../backend.ts";
@@ -55,11 +60,12 @@ export interface LocalBackendOptions {
   /**
    * Host runtime only: the user and group that executor containers run as (with no
    * capabilities). Give the user who owns the `--shared-dir` folders when tasks must write
-   * there as the workflow engine does.
+   * there as the workflow engine does; `"server"` keeps the server's own user and
+   * capabilities (trusted tasks only).
    *
-   * @default {undefined (the server's user, with its capabilities)}
+   * @default {UNPRIVILEGED_USER: 65534:65534, `nobody`}
    */
-  hostUser?: ContainerUser;
+  hostUser?: ContainerUser | "server";
   /**
    * Secrets that pods may read, by name: each is its keys and values (as `stringData`), kept in
    * memory only. Containers reach them the way a kubelet resolves them, through `envFrom`
@@ -151,7 +157,9 @@ export class LocalBackend implements Backend {
     this.#runtimeChoice = runtime;
     this.#hostEnv = hostEnv;
     this.#sharedHostPaths = sharedHostPaths;
-    this.#hostUser = options.hostUser;
+    this.#hostUser = options.hostUser === "server"
+      ? undefined
+      : options.hostUser ?? UNPRIVILEGED_USER;
     this.#secrets = new Map(
       Object.entries(secrets).map(([name, data]) => [name, Object.freeze({ ...data })]),
     );
