@@ -195,6 +195,12 @@ export interface ControlPlane {
   adminToken: string;
   /** Bearer token of the `planetary` user. */
   userToken: string;
+  /**
+   * The CA (PEM file) that signed the client certificate the apiserver presents to kubelets
+   * (user `kube-apiserver-kubelet-client`, group `system:masters`): a real kubelet's
+   * `authentication.x509.clientCAFile`, so that logs, exec and port-forward reach it.
+   */
+  kubeletClientCaPath: string;
   /** Names of the fake Nodes. */
   nodeNames: string[];
   /** The etcd client URL, `http://127.0.0.1:<port>` (its v3 JSON gateway is at `/v3/`). */
@@ -345,6 +351,53 @@ async function httpsGet(
   }
 }
 
+/**
+ * Writes a CA (`caPath`, its key beside it) and the client certificate the apiserver presents to
+ * kubelets (`kubelet-client.crt`/`.key` in `dir`); EC keys, valid two days.
+ */
+async function writeKubeletClientCertificate(dir: string, caPath: string): Promise<void> {
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await run("openssl", [
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    `${dir}/kubelet-client-ca.key`,
+    "-out",
+    caPath,
+    "-days",
+    "2",
+    "-subj",
+    "/CN=planetary-test-kubelet-client-ca",
+  ]);
+  await run("openssl", [
+    "req",
+    ...ec,
+    "-keyout",
+    `${dir}/kubelet-client.key`,
+    "-out",
+    `${dir}/kubelet-client.csr`,
+    "-subj",
+    "/O=system:masters/CN=kube-apiserver-kubelet-client",
+  ]);
+  await run("openssl", [
+    "x509",
+    "-req",
+    "-in",
+    `${dir}/kubelet-client.csr`,
+    "-CA",
+    caPath,
+    "-CAkey",
+    `${dir}/kubelet-client-ca.key`,
+    "-set_serial",
+    "1",
+    "-days",
+    "2",
+    "-out",
+    `${dir}/kubelet-client.crt`,
+  ]);
+}
+
 function kubeconfigYaml(server: string, caPem: string, user: string, token: string): string {
   return stringifyYaml({
     apiVersion: "v1",
@@ -473,6 +526,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     );
     await run("openssl", ["genrsa", "-out", `${dir}/sa.key`, "2048"]);
     await run("openssl", ["rsa", "-in", `${dir}/sa.key`, "-pubout", "-out", `${dir}/sa.pub`]);
+    const kubeletClientCaPath = `${dir}/kubelet-client-ca.crt`;
+    await writeKubeletClientCertificate(dir, kubeletClientCaPath);
 
     // etcd
     const etcdPort = freePort();
@@ -514,6 +569,11 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       "--anonymous-auth=false",
       // the "kubernetes" Service cannot point at a loopback address; nothing here needs it
       "--endpoint-reconciler-type=none",
+      // a real kubelet (tests/_harness/real_node.ts) is reached at its InternalIP: its Hostname
+      // address is a node name that no resolver knows
+      "--kubelet-preferred-address-types=InternalIP,Hostname",
+      `--kubelet-client-certificate=${dir}/kubelet-client.crt`,
+      `--kubelet-client-key=${dir}/kubelet-client.key`,
       ...apiserverArgs,
     ];
     let apiserver = new Proc("kube-apiserver", bins.apiserver, apiserverFlags, dir);
@@ -618,6 +678,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       userKubeconfigPath,
       adminToken,
       userToken,
+      kubeletClientCaPath,
       nodeNames: [...nodes],
       dir,
       timings: { apiserverReadyMs, totalMs: Date.now() - started },
