@@ -11,6 +11,8 @@
  * - `--namespace` / `PLANETARY_NAMESPACE` (required): where task pods run;
  * - `--kubeconfig` / `KUBECONFIG`: else in-cluster when `KUBERNETES_SERVICE_HOST` is set;
  * - `--max-tasks` / `PLANETARY_MAX_TASKS` (default 64): tasks handled at once by this replica;
+ * - `--max-running-per-owner` / `PLANETARY_MAX_RUNNING_PER_OWNER` (default 0, no limit): most
+ *   live tasks of one task owner across all replicas (give every replica the same value);
  * - `--pod-config` / `PLANETARY_POD_CONFIG`: JSON file of pod builder settings (transporter
  *   image, storage Secrets, node selectors, …; see `PodBuilderConfig`);
  * - `--keep-finished-pods` / `PLANETARY_KEEP_FINISHED_PODS=true`: leave finished pods to the
@@ -41,6 +43,10 @@ Options (environment in parentheses):
   --namespace NS       namespace of task pods (PLANETARY_NAMESPACE; required)
   --kubeconfig PATH    kubeconfig file (KUBECONFIG; default: in-cluster)
   --max-tasks N        tasks handled at once (PLANETARY_MAX_TASKS; default 64)
+  --max-running-per-owner N
+                       most claimed, unfinished tasks of one task owner, across every
+                       replica; more stay QUEUED (PLANETARY_MAX_RUNNING_PER_OWNER;
+                       default 0 = no limit)
   --pod-config FILE    JSON pod builder settings (PLANETARY_POD_CONFIG)
   --keep-finished-pods leave finished pods for the monitor to delete later
                        (PLANETARY_KEEP_FINISHED_PODS=true)
@@ -61,6 +67,7 @@ export async function main(args: readonly string[]): Promise<number> {
     args,
     {
       "max-tasks": { type: "string" },
+      "max-running-per-owner": { type: "string" },
       "pod-config": { type: "string" },
       owner: { type: "string" },
       "lease-ms": { type: "string" },
@@ -72,6 +79,9 @@ export async function main(args: readonly string[]): Promise<number> {
   if (typeof parsed === "number") return parsed;
   const { values, settings, usage } = parsed;
   const maxTasks = positiveInt(values["max-tasks"] ?? env("PLANETARY_MAX_TASKS") ?? "64");
+  const perOwnerText = values["max-running-per-owner"] ??
+    env("PLANETARY_MAX_RUNNING_PER_OWNER") ?? "0";
+  const maxRunningPerOwner = /^[0-9]{1,7}$/.test(perOwnerText) ? Number(perOwnerText) : undefined;
   const podConfigPath = values["pod-config"] ?? env("PLANETARY_POD_CONFIG");
   const owner = values.owner ?? env("POD_NAME");
   const leaseText = values["lease-ms"] ?? env("PLANETARY_LEASE_MS");
@@ -79,6 +89,11 @@ export async function main(args: readonly string[]): Promise<number> {
   const keepFinished = values["keep-finished-pods"] ??
     env("PLANETARY_KEEP_FINISHED_PODS") === "true";
   if (maxTasks === undefined) return usage("--max-tasks: must be a positive integer");
+  if (maxRunningPerOwner === undefined) {
+    return usage(
+      `--max-running-per-owner: must be a whole number, 0 for no limit, got "${perOwnerText}"`,
+    );
+  }
   if (leaseText !== undefined && leaseMs === undefined) {
     return usage("--lease-ms: must be a positive integer");
   }
@@ -92,6 +107,7 @@ export async function main(args: readonly string[]): Promise<number> {
         backend,
         buildPod: (task) => buildTaskPod(task, { namespace, ...podConfig }),
         maxConcurrentTasks: maxTasks,
+        maxRunningPerOwner,
         deleteFinishedPods: !keepFinished,
         ...(owner !== undefined ? { owner } : {}),
         ...(leaseMs !== undefined ? { leaseMs } : {}),

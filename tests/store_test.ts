@@ -566,7 +566,7 @@ Deno.test({
       await conformance(t, async () => {
         schemas += 1;
         await driver.exec(`CREATE SCHEMA case_${schemas}; SET search_path TO case_${schemas}`);
-        assert.deepEqual(await migrate(driver), [1]);
+        assert.deepEqual(await migrate(driver), [1, 2]);
         return new SqlTaskStore(driver, { ownsDriver: false });
       });
     } finally {
@@ -593,11 +593,11 @@ Deno.test({
           const drivers = Array.from({ length: 4 }, () => openPostgresDriver(url, { poolSize: 2 }));
           try {
             const results = await Promise.all(drivers.map((driver) => migrate(driver)));
-            assert.deepEqual(results.flat().sort(), [1]);
+            assert.deepEqual(results.flat().sort(), [1, 2]);
             const rows = await drivers[0]!.query<{ version: number }>(
               "SELECT version FROM schema_migrations ORDER BY version",
             );
-            assert.deepEqual(rows.map((r) => Number(r.version)), [1]);
+            assert.deepEqual(rows.map((r) => Number(r.version)), [1, 2]);
             assert.deepEqual(await migrate(drivers[1]!), []);
           } finally {
             await Promise.all(drivers.map((driver) => driver.close()));

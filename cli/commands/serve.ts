@@ -53,6 +53,9 @@ Options:
                         the owner of the shared dirs when tasks must write there
   --max-run-seconds N   longest a task may run; then it ends SYSTEM_ERROR
                         (env PLANETARY_MAX_RUN_SECONDS; default: no limit)
+  --max-running-per-owner N
+                        most claimed, unfinished tasks of one owner; more wait QUEUED
+                        (env PLANETARY_MAX_RUNNING_PER_OWNER; default 0 = no limit)
   --storage-schemes L   URL schemes inputs/outputs may use, a comma list of file, http,
                         https, s3, gs, az (env PLANETARY_STORAGE_SCHEMES; default: file,
                         http, https, s3, gs, and az when Azure is configured)
@@ -105,6 +108,7 @@ export const serveCommand: Command = {
           runtime: { type: "string" },
           "task-user": { type: "string" },
           "max-run-seconds": { type: "string" },
+          "max-running-per-owner": { type: "string" },
           "storage-schemes": { type: "string" },
           "cors-origin": { type: "string", multiple: true },
           "allow-host": { type: "string", multiple: true },
@@ -138,6 +142,7 @@ export const serveCommand: Command = {
         runtime: values.runtime,
         taskUser: values["task-user"],
         maxRunSeconds: values["max-run-seconds"],
+        maxRunningPerOwner: values["max-running-per-owner"],
         storageSchemes: values["storage-schemes"],
         corsOrigin: values["cors-origin"],
         allowHost: values["allow-host"],

@@ -36,6 +36,14 @@ export interface OrchestratorOptions {
   owner?: string;
   /** Tasks handled at once; more stay QUEUED. @default 64 */
   maxConcurrentTasks?: number;
+  /**
+   * Most live tasks (claimed and not finished) one task owner may have, across every
+   * orchestrator of the deployment (enforced in the claim, see `ClaimOptions`); more of the
+   * owner's tasks stay QUEUED, in their place, while other owners' tasks run. Tasks without an
+   * owner count as one owner. Give every orchestrator replica the same value. `0`: no limit.
+   * @default 0
+   */
+  maxRunningPerOwner?: number;
   /** How long a claim lasts unless renewed, in ms. @default 30000 */
   leaseMs?: number;
   /** Longest wait between looks for new work and cancel requests, in ms. @default 1000 */
@@ -73,6 +81,7 @@ export class Orchestrator {
   #buildPod: (task: TesTask & { id: string }) => TaskPodObjects;
   #owner: string;
   #max: number;
+  #maxPerOwner: number;
   #leaseMs: number;
   #pollMs: number;
   #log: (entry: OrchestratorLogEntry) => void;
@@ -82,6 +91,8 @@ export class Orchestrator {
   #pods = new Map<string, V1Pod>();
   #queue: WorkQueue;
   #abort = new AbortController();
+  /** Aborted to end the claim loop's wait early: a task finished, so there may be room. */
+  #claimWake = new AbortController();
   #loops: Promise<unknown>[] = [];
   #started = false;
 
@@ -97,6 +108,7 @@ export class Orchestrator {
       buildPod,
       owner = `orchestrator-${crypto.randomUUID()}`,
       maxConcurrentTasks = 64,
+      maxRunningPerOwner = 0,
       leaseMs = 30_000,
       pollIntervalMs = 1_000,
       reconcileConcurrency = 16,
@@ -108,6 +120,7 @@ export class Orchestrator {
     this.#buildPod = buildPod;
     this.#owner = owner;
     this.#max = maxConcurrentTasks;
+    this.#maxPerOwner = maxRunningPerOwner;
     this.#leaseMs = leaseMs;
     this.#pollMs = pollIntervalMs;
     this.#log = log;
@@ -205,8 +218,12 @@ export class Orchestrator {
         if (!signal.aborted) this.#log({ msg: "background step failed", error: errorText(error) });
       }
       if (signal.aborted) break;
-      if (waitForWork) await this.#store.waitForWork(ms, signal).catch(() => sleep(ms, signal));
-      else await sleep(ms, signal);
+      if (waitForWork) {
+        const wake = this.#claimWake;
+        const waitSignal = AbortSignal.any([signal, wake.signal]);
+        await this.#store.waitForWork(ms, waitSignal).catch(() => sleep(ms, waitSignal));
+        if (wake.signal.aborted) this.#claimWake = new AbortController();
+      } else await sleep(ms, signal);
     }
   }
 
@@ -219,7 +236,12 @@ export class Orchestrator {
       for (const task of this.#active.values()) if (!task.podSeen && !task.created) waiting++;
       const room = Math.min(this.#max - this.#active.size, this.#claimAhead - waiting);
       if (room <= 0 || this.#abort.signal.aborted) return;
-      const claimed = await this.#store.claim(this.#owner, room, this.#leaseMs);
+      const claimed = await this.#store.claim(
+        this.#owner,
+        room,
+        this.#leaseMs,
+        this.#maxPerOwner > 0 ? { maxRunningPerOwner: this.#maxPerOwner } : {},
+      );
       for (const { task } of claimed) {
         if (this.#active.has(task.id)) continue;
         this.#active.set(task.id, { podSeen: false, created: false });
@@ -256,7 +278,7 @@ export class Orchestrator {
 
     if (isTerminal(state)) {
       if (this.#deleteFinishedPods) await this.#backend.deletePod(name);
-      this.#active.delete(id);
+      this.#release(id);
       return { done: true };
     }
 
@@ -329,7 +351,16 @@ export class Orchestrator {
   async #finish(id: string, to: TesState, update: TaskUpdate): Promise<void> {
     const moved = await this.#store.transition(id, to, { endTime: new Date(), ...update });
     this.#log({ msg: moved ? "task finished" : "task already final", task_id: id, state: to });
+    this.#release(id);
+  }
+
+  /**
+   * Forgets a finished task and wakes the claim loop: its slot (and, with a per-owner limit,
+   * its owner's) is free now, not at the next poll.
+   */
+  #release(id: string): void {
     this.#active.delete(id);
+    this.#claimWake.abort();
   }
 }
 

@@ -91,6 +91,13 @@ export interface ExecutionOptions {
    * @default undefined (no limit)
    */
   maxRunSeconds?: number;
+  /**
+   * Most live tasks (claimed and not finished) of one task owner; more of the owner's tasks
+   * stay QUEUED, in their place, while other owners' tasks run (see `ClaimOptions`). Tasks
+   * without an owner (no authentication) count as one owner. `0`: no limit.
+   * @default 0
+   */
+  maxRunningPerOwner?: number;
   /** The orchestrator's identity in claims. @default a random id */
   owner?: string;
   /** How long a claim lasts unless renewed, in ms. @default 30000 */
@@ -296,6 +303,9 @@ export function startExecution(store: TaskStore, options: ExecutionOptions): Run
         withSharedDirs(buildTaskPod(withoutSharedCopies(task, sharedDirs), podConfig), sharedDirs),
     maxConcurrentTasks,
     ...(options.owner === undefined ? {} : { owner: options.owner }),
+    ...(options.maxRunningPerOwner === undefined
+      ? {}
+      : { maxRunningPerOwner: options.maxRunningPerOwner }),
     ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
     ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
   });

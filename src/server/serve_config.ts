@@ -62,6 +62,8 @@ export interface ServeFlags {
   taskUser?: string | undefined;
   /** `--max-run-seconds`: longest a task's pod may run. */
   maxRunSeconds?: string | undefined;
+  /** `--max-running-per-owner`: most live tasks of one task owner (`0`: no limit). */
+  maxRunningPerOwner?: string | undefined;
 }
 
 /** The URL schemes `--storage-schemes` may name. */
@@ -93,6 +95,7 @@ const ServeConfigFileSchema = z.strictObject({
       taskUser: z.strictObject({ uid: z.number().int().min(0), gid: z.number().int().min(0) })
         .optional(),
       maxRunSeconds: z.number().int().positive().optional(),
+      maxRunningPerOwner: z.number().int().min(0).optional(),
       leaseMs: z.number().int().positive().optional(),
       pollIntervalMs: z.number().int().positive().optional(),
     }),
@@ -166,7 +169,8 @@ export type ServeEnvironment =
 /**
  * Combines flags, environment (`PLANETARY_HOST`, `PLANETARY_PORT`, `PLANETARY_DATA_DIR`,
  * `DATABASE_URL`, `PLANETARY_STORAGE_SCHEMES`, `PLANETARY_CORS_ORIGINS`,
- * `PLANETARY_ALLOWED_HOSTS`, `PLANETARY_SHARED_DIRS`…) and the config file named by `--config` into the options of
+ * `PLANETARY_ALLOWED_HOSTS`, `PLANETARY_SHARED_DIRS`, `PLANETARY_MAX_RUNNING_PER_OWNER`…) and
+ * the config file named by `--config` into the options of
  * {@linkcode startServer}. The environment's cloud storage variables (see `CLOUD_STORAGE_ENV`)
  * configure which URL schemes the API accepts and become `execution.storageEnv`: the
  * transporter's settings and credentials.
@@ -272,6 +276,15 @@ export async function resolveServeOptions(
         );
       }
       execution.maxRunSeconds = n;
+    }
+    const perOwner = pick(flags.maxRunningPerOwner, "PLANETARY_MAX_RUNNING_PER_OWNER");
+    if (perOwner !== undefined) {
+      if (!/^[0-9]{1,7}$/.test(perOwner)) {
+        throw new ServeConfigError(
+          `--max-running-per-owner: must be a whole number, 0 for no limit, got "${perOwner}"`,
+        );
+      }
+      execution.maxRunningPerOwner = Number(perOwner);
     }
     options.execution = execution;
   }

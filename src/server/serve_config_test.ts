@@ -37,6 +37,41 @@ Deno.test("resolveServeOptions() refuses a bad port or boolean with the flag's n
   await assert.rejects(resolveServeOptions({ config: "/does/not/exist.json" }, noEnv), /--config/);
 });
 
+Deno.test("resolveServeOptions() reads --max-running-per-owner, its env and execution.maxRunningPerOwner", async () => {
+  const flag = await resolveServeOptions({ maxRunningPerOwner: "3" }, noEnv);
+  assert.ok(flag.execution !== false);
+  assert.equal(flag.execution?.maxRunningPerOwner, 3);
+  const env: Record<string, string> = { PLANETARY_MAX_RUNNING_PER_OWNER: "0" };
+  const fromEnv = await resolveServeOptions({}, (name) => env[name]);
+  assert.ok(fromEnv.execution !== false);
+  assert.equal(fromEnv.execution?.maxRunningPerOwner, 0, "0: no limit");
+  const none = await resolveServeOptions({}, noEnv);
+  assert.ok(none.execution !== false);
+  assert.equal(none.execution?.maxRunningPerOwner, undefined, "default: no limit");
+  const file = parseServeConfig('{"execution": {"maxRunningPerOwner": 5}}', "f.json");
+  assert.ok(file.execution !== false);
+  assert.equal(file.execution?.maxRunningPerOwner, 5);
+  for (const bad of ["-1", "two", "1.5", ""]) {
+    await assert.rejects(
+      resolveServeOptions({ maxRunningPerOwner: bad }, noEnv),
+      (error: unknown) => {
+        assert.ok(error instanceof ServeConfigError);
+        assert.match(error.message, /^--max-running-per-owner: must be a whole number/);
+        return true;
+      },
+      bad,
+    );
+  }
+  await assert.rejects(
+    resolveServeOptions({}, (name) => name === "PLANETARY_MAX_RUNNING_PER_OWNER" ? "x" : undefined),
+    /--max-running-per-owner/,
+  );
+  assert.throws(
+    () => parseServeConfig('{"execution": {"maxRunningPerOwner": -1}}', "f.json"),
+    /f\.json: execution\.maxRunningPerOwner/,
+  );
+});
+
 Deno.test("parseServeConfig() names unknown or mistyped fields", () => {
   assert.throws(() => parseServeConfig('{"prot": 1}', "f.json"), /f\.json: .*prot/);
   assert.throws(() => parseServeConfig('{"port": "80"}', "f.json"), /port/);

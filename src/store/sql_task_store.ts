@@ -21,6 +21,7 @@ import { newTaskId } from "./task_id.ts";
 import {
   type CancelResult,
   type ClaimedTask,
+  type ClaimOptions,
   type CreateTaskOptions,
   type ListTasksPage,
   type ListTasksQuery,
@@ -212,10 +213,110 @@ WHERE id = $1 ${withOwner ? "AND owner = $2" : ""}
   AND state IN ('QUEUED', 'INITIALIZING', 'RUNNING', 'PAUSED')
 RETURNING state, pg_notify('${CANCEL_CHANNEL}', id) IS NULL AS notified`;
 
+/** Claims the oldest QUEUED tasks and expired leases, with no per-owner limit: one statement. */
 const CLAIM_SQL = `
 WITH queued AS (
   SELECT seq FROM tasks WHERE state = 'QUEUED'
   ORDER BY seq LIMIT $2::int FOR UPDATE SKIP LOCKED
+), expired AS (
+  SELECT seq FROM tasks WHERE state IN ${LIVE_STATES} AND lease_expires_at < now()
+  ORDER BY seq LIMIT $2::int FOR UPDATE SKIP LOCKED
+), chosen AS (
+  SELECT seq FROM queued UNION SELECT seq FROM expired ORDER BY seq LIMIT $2::int
+)
+UPDATE tasks t
+SET state = CASE WHEN t.state = 'QUEUED' THEN 'INITIALIZING' ELSE t.state END,
+    claim_owner = $1,
+    lease_expires_at = now() + $3::int * interval '1 millisecond',
+    updated_at = now()
+FROM chosen WHERE t.seq = chosen.seq
+RETURNING ${columns("FULL")},
+  (extract(epoch FROM t.lease_expires_at) * 1000)::float8 AS lease_ms`;
+
+/**
+ * First key of the per-owner advisory locks of a limited claim (`'plow'`; the second key is
+ * `hashtext(owner)`). Distinct from the migration lock's first key.
+ */
+export const OWNER_LOCK_KEY: number = 0x706c6f77;
+
+/** The owner a task counts against: tasks without one (no authentication) share `''`. */
+const TASK_OWNER = (alias: string): string => `COALESCE(${alias}.owner, '')`;
+
+/** Live tasks of owner `o` (an index-only count on `tasks_live_owner_idx`). */
+const LIVE_COUNT = (o: string): string =>
+  `(SELECT count(*)::int FROM tasks l WHERE ${
+    TASK_OWNER("l")
+  } = ${o} AND l.state IN ${LIVE_STATES})`;
+
+/**
+ * Step 1 of a limited claim ($1 lock key, $2 claim size, $3 per-owner limit): the owners to
+ * take tasks from, each one's advisory lock TRIED: an owner whose lock another claimer holds
+ * is passed over this time, as `SKIP LOCKED` passes over a row, so claimers never wait for
+ * each other and a claimer that loses an owner to another goes on to the next owners.
+ *
+ * The distinct owners of queued tasks come from a skip scan of `tasks_queued_owner_idx` (one
+ * probe per owner, however many tasks each has queued), then each owner's room and its oldest
+ * queued tasks within it (`heads`). Those are walked oldest first (`walk`, a recursive CTE, so
+ * one row at a time and locks tried in that order), locking each new owner, until `$2` tasks
+ * are covered; at most `4 × $2` candidates are walked. The counts here come from this
+ * statement's snapshot and only choose candidates: step 2 counts again under the locks.
+ * Round-robin claiming across owners (issue 14) would order `heads` by each task's rank within
+ * its owner before `seq`, here and in step 2.
+ */
+const CLAIM_LOCK_OWNERS_SQL = `
+WITH RECURSIVE owners AS (
+  (SELECT ${TASK_OWNER("q")} AS o FROM tasks q WHERE q.state = 'QUEUED'
+   ORDER BY ${TASK_OWNER("q")} LIMIT 1)
+  UNION ALL
+  SELECT (SELECT ${TASK_OWNER("q")} FROM tasks q
+          WHERE q.state = 'QUEUED' AND ${TASK_OWNER("q")} > owners.o
+          ORDER BY ${TASK_OWNER("q")} LIMIT 1)
+  FROM owners WHERE owners.o IS NOT NULL
+), room AS (
+  SELECT o, GREATEST(0, $3::int - ${LIVE_COUNT("owners.o")}) AS n
+  FROM owners WHERE o IS NOT NULL
+), heads AS (
+  SELECT room.o, h.seq FROM room CROSS JOIN LATERAL (
+    SELECT q.seq FROM tasks q WHERE q.state = 'QUEUED' AND ${TASK_OWNER("q")} = room.o
+    ORDER BY q.seq LIMIT LEAST(room.n, $2::int)
+  ) h
+), candidates AS MATERIALIZED (
+  SELECT row_number() OVER (ORDER BY seq) AS i, o
+  FROM (SELECT o, seq FROM heads ORDER BY seq LIMIT 4 * $2::int) oldest
+), walk AS (
+  SELECT 0::bigint AS i, 0 AS got, ARRAY[]::text[] AS locked, ARRAY[]::text[] AS busy
+  UNION ALL
+  SELECT c.i, w.got + x.ok::int,
+    CASE WHEN x.ok AND NOT c.o = ANY(w.locked) THEN w.locked || c.o ELSE w.locked END,
+    CASE WHEN NOT x.ok AND NOT c.o = ANY(w.busy) THEN w.busy || c.o ELSE w.busy END
+  FROM walk w JOIN candidates c ON c.i = w.i + 1
+  CROSS JOIN LATERAL (SELECT CASE
+    WHEN c.o = ANY(w.locked) THEN true
+    WHEN c.o = ANY(w.busy) THEN false
+    ELSE pg_try_advisory_xact_lock($1::int, hashtext(c.o))
+  END AS ok) x
+  WHERE w.got < $2::int
+)
+SELECT locked FROM walk ORDER BY i DESC LIMIT 1`;
+
+/**
+ * Step 2 of a limited claim ($1 claim owner, $2 claim size, $3 lease ms, $4 per-owner limit,
+ * $5 the owners locked by step 1): the claim itself, as {@linkcode CLAIM_SQL} but with the
+ * QUEUED tasks taken only from the locked owners, each within its room counted now. A new
+ * statement has a new snapshot, taken after step 1 got the locks; a claimer that held one of
+ * them before has committed (its claims are visible) or still holds it (we did not get it).
+ * So no two claims ever count an owner's live tasks at once, and the limit is never overshot.
+ */
+const CLAIM_LIMITED_SQL = `
+WITH room AS (
+  SELECT o, GREATEST(0, $4::int - ${LIVE_COUNT("locked.o")}) AS n
+  FROM unnest($5::text[]) AS locked(o)
+), queued AS (
+  SELECT h.seq FROM room CROSS JOIN LATERAL (
+    SELECT q.seq FROM tasks q WHERE q.state = 'QUEUED' AND ${TASK_OWNER("q")} = room.o
+    ORDER BY q.seq LIMIT LEAST(room.n, $2::int) FOR UPDATE SKIP LOCKED
+  ) h
+  ORDER BY h.seq LIMIT $2::int
 ), expired AS (
   SELECT seq FROM tasks WHERE state IN ${LIVE_STATES} AND lease_expires_at < now()
   ORDER BY seq LIMIT $2::int FOR UPDATE SKIP LOCKED
@@ -450,17 +551,48 @@ export class SqlTaskStore implements TaskStore {
    * ones whose lease expired (state kept). Rows locked by a concurrent claim are skipped, so a
    * task is never handed to two owners.
    *
+   * With `options.maxRunningPerOwner`, QUEUED tasks of an owner who already has that many live
+   * tasks stay QUEUED (in their place) while other owners' tasks are claimed. The claim then
+   * runs in one transaction of two statements: the first tries the advisory lock of each
+   * owner it may take tasks from (`pg_try_advisory_xact_lock(OWNER_LOCK_KEY,
+   * hashtext(owner))`, skipping owners another claim holds), the second counts each locked
+   * owner's live tasks afresh and claims within the room left. Locks last until commit, so
+   * two concurrent claims never both see the same room and the limit cannot be overshot.
+   *
    * @param owner The claiming orchestrator.
    * @param limit Most tasks to claim.
    * @param leaseMs How long the claim lasts unless renewed.
-   * @returns The claimed tasks (FULL view).
+   * @param options The per-owner limit.
+   * @returns The claimed tasks (FULL view), oldest first.
    */
-  async claim(owner: string, limit: number, leaseMs: number): Promise<ClaimedTask[]> {
-    const rows = await this.#driver.query<TaskRow & { lease_ms: number }>(CLAIM_SQL, [
-      owner,
-      limit,
-      Math.round(leaseMs),
-    ]);
+  async claim(
+    owner: string,
+    limit: number,
+    leaseMs: number,
+    options: ClaimOptions = {},
+  ): Promise<ClaimedTask[]> {
+    const { maxRunningPerOwner = 0 } = options;
+    const lease = Math.round(leaseMs);
+    const rows = maxRunningPerOwner > 0
+      ? await this.#driver.transaction(async (tx) => {
+        const walked = await tx.query<{ locked: string[] }>(CLAIM_LOCK_OWNERS_SQL, [
+          OWNER_LOCK_KEY,
+          limit,
+          maxRunningPerOwner,
+        ]);
+        return await tx.query<TaskRow & { lease_ms: number }>(CLAIM_LIMITED_SQL, [
+          owner,
+          limit,
+          lease,
+          maxRunningPerOwner,
+          walked[0]?.locked ?? [],
+        ]);
+      })
+      : await this.#driver.query<TaskRow & { lease_ms: number }>(CLAIM_SQL, [
+        owner,
+        limit,
+        lease,
+      ]);
     return rows
       .sort((a, b) => (BigInt(a.seq) < BigInt(b.seq) ? -1 : 1))
       .map((row) => ({

@@ -59,6 +59,22 @@ export interface ClaimedTask {
   leaseExpiresAt: Date;
 }
 
+/** Options of {@linkcode TaskStore.claim}. */
+export interface ClaimOptions {
+  /**
+   * Most live tasks (INITIALIZING, RUNNING, PAUSED, CANCELING: claimed and not finished) one
+   * task owner may have. A QUEUED task whose owner has this many is skipped: it stays QUEUED,
+   * keeps its place, and is claimed once one of the owner's tasks finishes; other owners'
+   * tasks are claimed meanwhile. Tasks without an owner (authentication off) count as one
+   * owner, `""`. Tasks whose lease expired are re-claimed regardless: they are live already.
+   * Every orchestrator of a deployment must claim with the same limit (a claim without one
+   * does not respect the limits of others). `0` or absent: no limit.
+   *
+   * @default undefined (no limit)
+   */
+  maxRunningPerOwner?: number;
+}
+
 /** What an orchestrator writes when a task changes. */
 export interface TaskUpdate {
   /** Executor logs of the current attempt, in executor order. */
@@ -146,9 +162,15 @@ export interface TaskStore {
   cancel(id: string, owner?: string): Promise<CancelResult>;
   /**
    * Claims up to `limit` QUEUED tasks (and tasks whose lease expired) for `owner`, for
-   * `leaseMs` milliseconds (`FOR UPDATE SKIP LOCKED`).
+   * `leaseMs` milliseconds (`FOR UPDATE SKIP LOCKED`), oldest first, within the per-owner limit
+   * of `options.maxRunningPerOwner` (safe with several orchestrators claiming at once).
    */
-  claim(owner: string, limit: number, leaseMs: number): Promise<ClaimedTask[]>;
+  claim(
+    owner: string,
+    limit: number,
+    leaseMs: number,
+    options?: ClaimOptions,
+  ): Promise<ClaimedTask[]>;
   /**
    * Extends the leases held by `owner` (only those of `ids` when given, so a restarted
    * orchestrator never keeps alive a task it has not taken back); returns how many were

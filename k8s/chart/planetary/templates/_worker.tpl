@@ -68,6 +68,11 @@ spec:
               value: {{ $v.maxTasks | quote }}
             - name: PLANETARY_LEASE_MS
               value: {{ mul $v.leaseSeconds 1000 | quote }}
+            {{- if gt (int $v.maxRunningPerOwner) 0 }}
+            # the same per-owner limit on every replica: it is enforced where they claim
+            - name: PLANETARY_MAX_RUNNING_PER_OWNER
+              value: {{ $v.maxRunningPerOwner | quote }}
+            {{- end }}
             {{- if gt (int $.Values.monitor.keepFinishedSeconds) 0 }}
             # finished pods stay for the monitor's keepFinishedSeconds instead of going at once
             - name: PLANETARY_KEEP_FINISHED_PODS
