@@ -33,9 +33,11 @@ import {
   azuriteConnectionString,
   type Emulator,
   emulatorInstalled,
+  type StallingProxy,
   startAzurite,
   startFakeGcs,
   startMoto,
+  startStallingProxy,
 } from "./_harness/emulators.ts";
 
 const MIB = 1024 * 1024;
@@ -412,6 +414,293 @@ async function conformance(t: Deno.TestContext, store: Store): Promise<void> {
   }
 }
 
+// --- stall timeouts --------------------------------------------------------------------
+
+/** The stall timeout the stall steps use (`stallTimeoutMs`), and how it reads in messages. */
+const STALL_MS = 1500;
+const STALL_TEXT = "1.5 s";
+
+/** One store behind a {@linkcode StallingProxy}. */
+interface StallCase {
+  name: string;
+  /** The proxy in front of the store's emulator (every byte of `storage` goes through it). */
+  proxy: StallingProxy;
+  /** Storage through the proxy with `stallTimeoutMs: STALL_MS`, reading by ranges above the threshold. */
+  storage: (rangedReadThreshold?: number) => Storage;
+  /** Storage straight to the emulator (to set up objects and look at the end state). */
+  direct: Storage;
+  /** A fresh directory URL. */
+  dir(name: string): string;
+  /** The operation named in the error of an unanswered request (`S3 HeadObject, 2 attempts`). */
+  unanswered: RegExp;
+  /** Whether an unanswered metadata request is abandoned rather than aborted (no signal). */
+  abandonsUnanswered?: boolean;
+  /**
+   * Storage through the proxy with `stallTimeoutMs: UPLOAD_STALL_MS` that sends a
+   * `UPLOAD_DRIP_SIZE` object in ONE request (absent: the store cuts uploads into parts that
+   * each take less than the stall timeout, so a steady upload proves nothing there).
+   */
+  oneRequestUpload?: () => Storage;
+}
+
+/** Stall timeout of the steady-upload step: see there why it is longer. */
+const UPLOAD_STALL_MS = 5000;
+const UPLOAD_DRIP_SIZE = 24 * MIB;
+
+/** Waits (up to 10 s) until the client has closed every stalled connection: no socket is held. */
+async function released(proxy: StallingProxy): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (proxy.stalledOpen() > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.equal(proxy.stalledOpen(), 0, "the stalled connection was closed by the client");
+}
+
+async function drain(stream: ReadableStream<Uint8Array>): Promise<number> {
+  let bytes = 0;
+  for await (const chunk of stream) bytes += chunk.byteLength;
+  return bytes;
+}
+
+function assertStall(error: unknown, url: string, detail: RegExp): true {
+  assert.ok(error instanceof StorageError, String(error));
+  const escaped = url.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  assert.match(
+    error.message,
+    new RegExp(
+      `^stalled: no (data|response) for ${STALL_TEXT.replace(".", "\\.")} \\(.*\\): ${escaped}$`,
+    ),
+  );
+  assert.match(error.message, detail);
+  return true;
+}
+
+/**
+ * Stalls each kind of transfer for real (a TCP proxy that stops forwarding), and drips one
+ * slowly: a stalled download, an unanswered request and a stalled upload fail with the stall
+ * reason; a slow download that keeps moving for longer than the stall timeout succeeds.
+ */
+async function stallSteps(t: Deno.TestContext, c: StallCase): Promise<void> {
+  const size = 2 * MIB + 5;
+  const url = `${c.dir("stall")}/object.bin`;
+  await c.direct.write(url, generated(size, 5), { size });
+
+  for (const [how, threshold] of [["one stream", Infinity], ["ranges", 256 * 1024]] as const) {
+    await t.step(`${c.name}: read() by ${how} fails when the body stops arriving`, async () => {
+      // An object of its own: fake-gcs-server holds a lock on an object it is still sending.
+      const url = `${c.dir("stall")}/object.bin`;
+      await c.direct.write(url, generated(size, 5), { size });
+      c.proxy.setPolicy({ responseBytes: 128 * 1024 });
+      const before = c.proxy.stalledConnections();
+      let received = 0;
+      try {
+        await assert.rejects(
+          (async () => {
+            for await (const chunk of await c.storage(threshold).read(url)) {
+              received += chunk.byteLength;
+            }
+          })(),
+          (error) => assertStall(error, url, /stalled: no data/),
+        );
+      } finally {
+        c.proxy.setPolicy({});
+      }
+      assert.ok(c.proxy.stalledConnections() > before, "the proxy stopped a response");
+      assert.ok(received < size, `${received} of ${size} bytes arrived before the stall`);
+      await released(c.proxy);
+    });
+  }
+
+  await t.step(`${c.name}: a request that gets no answer fails, retries bounded`, async () => {
+    c.proxy.setPolicy({ responseBytes: 0 });
+    try {
+      await assert.rejects(c.storage().read(url), (error) => assertStall(error, url, c.unanswered));
+      if (c.abandonsUnanswered !== true) await released(c.proxy);
+    } finally {
+      c.proxy.setPolicy({});
+    }
+  });
+
+  await t.step(`${c.name}: write() fails when the store stops taking the body`, async () => {
+    const target = `${c.dir("stall-up")}/upload.bin`;
+    c.proxy.setPolicy({ requestBytes: 64 * 1024 });
+    try {
+      await assert.rejects(
+        c.storage().write(target, generated(size, 6), { size }),
+        (error) => assertStall(error, target, /upload|Put/),
+      );
+      // (Whether the client then closed the socket is not seen here: a proxy that reads nothing
+      // from the client cannot tell it closed.)
+    } finally {
+      c.proxy.setPolicy({});
+    }
+    assert.equal(await c.direct.stat(target), undefined, "no object appeared");
+  });
+
+  if (c.oneRequestUpload !== undefined) {
+    const storage = c.oneRequestUpload;
+    await t.step(
+      `${c.name}: write() of a steady upload longer than the stall timeout is not cut`,
+      async () => {
+        // An upload is watched as the socket takes its bytes; the last send buffer (about 4 MB on
+        // loopback) drains after the last byte is taken, so the drip must empty it within the
+        // stall timeout: 64 KiB every 15 ms (about 4 MB/s; half that on a loaded machine) for
+        // 24 MiB, about 6 s in all, against a 5 s stall timeout.
+        const target = `${c.dir("drip-up")}/upload.bin`;
+        c.proxy.setPolicy({ drip: { bytes: 64 * 1024, everyMs: 15 } });
+        try {
+          const result = await storage().write(target, generated(UPLOAD_DRIP_SIZE, 9), {
+            size: UPLOAD_DRIP_SIZE,
+          });
+          assert.equal(result.size, UPLOAD_DRIP_SIZE);
+        } finally {
+          c.proxy.setPolicy({});
+        }
+        assert.deepEqual(await c.direct.stat(target), { type: "file", size: UPLOAD_DRIP_SIZE });
+      },
+    );
+  }
+
+  for (const [how, threshold] of [["one stream", Infinity], ["ranges", 64 * 1024]] as const) {
+    await t.step(
+      `${c.name}: read() by ${how} of a slow but steady download is not cut`,
+      async () => {
+        const small = `${c.dir("drip")}/drip.bin`;
+        const dripSize = 160 * 1024;
+        await c.direct.write(small, generated(dripSize, 7), { size: dripSize });
+        // 16 KiB every 200 ms: about 2 s in all, longer than the stall timeout, but never a
+        // gap as long as it.
+        c.proxy.setPolicy({ drip: { bytes: 16 * 1024, everyMs: 200 } });
+        try {
+          const sent = hashing();
+          await drain(generated(dripSize, 7).pipeThrough(sent.stream));
+          const got = hashing();
+          const bytes = await drain(
+            (await c.storage(threshold).read(small)).pipeThrough(got.stream),
+          );
+          assert.equal(bytes, dripSize);
+          assert.equal(got.hex(), sent.hex());
+        } finally {
+          c.proxy.setPolicy({});
+        }
+      },
+    );
+  }
+}
+
+Deno.test({
+  name: "S3Storage fails stalled transfers and keeps slow ones (moto behind a stalling proxy)",
+  ignore: !requireComponent(emulatorInstalled("s3"), `moto not installed (${INSTALL})`),
+  async fn(t) {
+    const moto = await startMoto();
+    const proxy = startStallingProxy(`127.0.0.1:${moto.port}`);
+    try {
+      await new S3Client({
+        region: "us-east-1",
+        endpoint: moto.endpoint,
+        forcePathStyle: true,
+        credentials: moto.credentials,
+      }).send(new CreateBucketCommand({ Bucket: "stalls" }));
+      await stallSteps(t, {
+        name: "s3",
+        proxy,
+        storage: (rangedReadThreshold = Infinity) =>
+          new S3Storage({
+            endpoint: proxy.endpoint,
+            forcePathStyle: true,
+            credentials: moto.credentials,
+            maxAttempts: 2,
+            stallTimeoutMs: STALL_MS,
+            rangedReadThreshold,
+          }),
+        direct: new S3Storage({
+          endpoint: moto.endpoint,
+          forcePathStyle: true,
+          credentials: moto.credentials,
+        }),
+        dir: (name) => `s3://stalls/${unique(name)}`,
+        unanswered: /\(S3 HeadObject, 2 attempts\)/,
+      });
+    } finally {
+      await proxy.close();
+      await moto.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "AzureBlobStorage fails stalled transfers and keeps slow ones (Azurite behind a stalling proxy)",
+  ignore: !requireComponent(emulatorInstalled("azure"), `Azurite not installed (${INSTALL})`),
+  async fn(t) {
+    const azurite = await startAzurite();
+    const proxy = startStallingProxy(`127.0.0.1:${azurite.port}`);
+    try {
+      const connectionString = azuriteConnectionString(azurite.endpoint);
+      await BlobServiceClient.fromConnectionString(connectionString).getContainerClient("stalls")
+        .create();
+      await stallSteps(t, {
+        name: "azure",
+        proxy,
+        storage: (rangedReadThreshold = Infinity) =>
+          new AzureBlobStorage({
+            connectionString: azuriteConnectionString(proxy.endpoint),
+            retry: { maxAttempts: 2, initialDelayMs: 10 },
+            stallTimeoutMs: STALL_MS,
+            rangedReadThreshold,
+          }),
+        direct: new AzureBlobStorage({ connectionString }),
+        dir: (name) => `az://devstoreaccount1/stalls/${unique(name)}`,
+        unanswered: /\(Azure GetBlobProperties, 2 attempts\)/,
+        oneRequestUpload: () =>
+          new AzureBlobStorage({
+            connectionString: azuriteConnectionString(proxy.endpoint),
+            stallTimeoutMs: UPLOAD_STALL_MS,
+            blockSize: UPLOAD_DRIP_SIZE, // one Put Blob
+          }),
+      });
+    } finally {
+      await proxy.close();
+      await azurite.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "GcsStorage fails stalled transfers and keeps slow ones (fake-gcs-server behind a stalling proxy)",
+  ignore: !requireComponent(emulatorInstalled("gcs"), `fake-gcs-server not installed (${INSTALL})`),
+  async fn(t) {
+    // Resumable uploads go to the session URL the server hands out: make it the proxy's.
+    const proxy = startStallingProxy();
+    const gcs = await startFakeGcs({ externalUrl: proxy.endpoint });
+    proxy.target = `127.0.0.1:${gcs.port}`;
+    try {
+      await new GcsSdk({ apiEndpoint: gcs.endpoint, projectId: "test" }).createBucket("stalls");
+      await stallSteps(t, {
+        name: "gcs",
+        proxy,
+        storage: (rangedReadThreshold = Infinity) =>
+          new GcsStorage({
+            apiEndpoint: proxy.endpoint,
+            maxAttempts: 2,
+            stallTimeoutMs: STALL_MS,
+            rangedReadThreshold,
+          }),
+        direct: new GcsStorage({ apiEndpoint: gcs.endpoint }),
+        dir: (name) => `gs://stalls/${unique(name)}`,
+        unanswered: /\(GCS objects\.get\)/,
+        abandonsUnanswered: true, // the SDK's metadata calls take no signal
+        oneRequestUpload: () =>
+          new GcsStorage({ apiEndpoint: proxy.endpoint, stallTimeoutMs: UPLOAD_STALL_MS }),
+      });
+    } finally {
+      await proxy.close();
+      await gcs.stop();
+    }
+  },
+});
+
 // --- the stores ------------------------------------------------------------------------
 
 let counter = 0;
@@ -780,6 +1069,63 @@ Deno.test({
       assert.match(missing.stderr, /input #0 .*s3:\/\/source\/nope\.txt.* not found/);
     } finally {
       await Promise.all(emulators.map((e) => e.stop()));
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "transporter fails a stalled S3 input after PLANETARY_STORAGE_STALL_SECONDS, naming it",
+  ignore: !requireComponent(emulatorInstalled("s3"), `moto not installed (${INSTALL})`),
+  async fn() {
+    const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "transporter-stall-" }));
+    const moto = await startMoto();
+    const proxy = startStallingProxy(`127.0.0.1:${moto.port}`);
+    try {
+      const s3 = new S3Storage({
+        endpoint: moto.endpoint,
+        forcePathStyle: true,
+        credentials: moto.credentials,
+      });
+      await new S3Client({
+        region: "us-east-1",
+        endpoint: moto.endpoint,
+        forcePathStyle: true,
+        credentials: moto.credentials,
+      }).send(new CreateBucketCommand({ Bucket: "source" }));
+      await s3.write("s3://source/big.bin", generated(4 * MIB, 8), { size: 4 * MIB });
+      await Deno.mkdir(`${root}/state`);
+      proxy.setPolicy({ responseBytes: 256 * 1024 });
+      const run = await transporter(
+        "inputs",
+        {
+          version: 1,
+          taskId: "stall-1",
+          inputs: [{ url: "s3://source/big.bin", path: `${root}/pod/big.bin`, type: "FILE" }],
+          outputs: [],
+          executors: [],
+          tailBytes: 1024,
+        },
+        root,
+        {
+          PLANETARY_S3_ENDPOINT: proxy.endpoint,
+          AWS_ACCESS_KEY_ID: "test",
+          AWS_SECRET_ACCESS_KEY: "test",
+          AWS_REGION: "us-east-1",
+          PLANETARY_GCS: "false",
+          PLANETARY_STORAGE_STALL_SECONDS: "1",
+        },
+      );
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(
+        run.stderr,
+        /input #0 .*stalled: no data for 1 s \(S3 GetObject \(body\)\): s3:\/\/source\/big\.bin/,
+      );
+      const termination = await Deno.readTextFile(`${root}/termination-log`);
+      assert.match(termination, /stalled: no data for 1 s .*s3:\/\/source\/big\.bin/);
+    } finally {
+      await proxy.close();
+      await moto.stop();
       await Deno.remove(root, { recursive: true });
     }
   },

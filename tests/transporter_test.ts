@@ -45,10 +45,23 @@ async function withSandbox(body: (sandbox: Sandbox) => Promise<void>): Promise<v
     httpHits: new Map(),
   };
   for (const dir of [sandbox.remote, sandbox.pod, sandbox.state]) await Deno.mkdir(dir);
+  const stalled: ReadableStreamDefaultController<Uint8Array>[] = [];
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
     const path = new URL(req.url).pathname;
     sandbox.httpHits.set(path, (sandbox.httpHits.get(path) ?? 0) + 1);
     if (path === "/hello.txt") return new Response("hello over http\n");
+    if (path === "/stall.bin") {
+      // Headers and a first chunk, then nothing more: a server that stopped sending.
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          start(controller) {
+            controller.enqueue(MIB.subarray(0, 1000));
+            stalled.push(controller);
+          },
+        }),
+        { headers: { "content-length": String(MIB.length) } },
+      );
+    }
     if (path === "/big.bin") {
       let sent = 0;
       return new Response(
@@ -69,6 +82,7 @@ async function withSandbox(body: (sandbox: Sandbox) => Promise<void>): Promise<v
   try {
     await body(sandbox);
   } finally {
+    for (const controller of stalled) controller.error(new Error("test over"));
     await server.shutdown();
     await Deno.remove(root, { recursive: true });
   }
@@ -224,6 +238,30 @@ Deno.test("transporter inputs fails on a missing input, naming its URL without s
     assert.match(termination, /not found/);
     assert.doesNotMatch(termination, /SECRET/);
     assert.ok(new TextEncoder().encode(termination).length <= 4000);
+  });
+});
+
+Deno.test("transporter inputs fails a stalled input after PLANETARY_STORAGE_STALL_SECONDS", async () => {
+  await withSandbox(async (s) => {
+    const run = await runTransporter(
+      s,
+      "inputs",
+      spec({
+        inputs: [{
+          url: `${s.http}/stall.bin?sig=SECRET`,
+          path: `${s.pod}/stall.bin`,
+          type: "FILE",
+        }],
+      }),
+      { PLANETARY_STORAGE_STALL_SECONDS: "1" },
+    );
+    assert.equal(run.code, 1, run.stderr);
+    const reason = `stalled: no data for 1 s: ${s.http}/stall.bin`;
+    assert.match(run.stderr, /input #0 /);
+    assert.ok(run.stderr.includes(reason), run.stderr);
+    const termination = await readTermination(s);
+    assert.ok(termination.includes(reason), termination);
+    assert.doesNotMatch(termination, /SECRET/);
   });
 });
 

@@ -5,6 +5,7 @@
  * @module
  */
 import { cloudFailure } from "./_cloud_error.ts";
+import { StallError } from "./_stall_timeout.ts";
 
 /** Options of {@linkcode withRetry}. */
 export interface RetryPolicy {
@@ -19,13 +20,15 @@ export interface RetryPolicy {
 }
 
 /**
- * Whether a failure is worth retrying: HTTP 408, 429, 5xx, or no HTTP response at all
- * (connection refused or reset, timeout).
+ * Whether a failure is worth retrying: HTTP 408, 429, 5xx, no HTTP response at all
+ * (connection refused or reset, timeout), or a stall ({@linkcode StallError}).
  *
  * @param error Anything thrown by an SDK.
  * @returns Whether to try again.
  */
 export function isRetryableFailure(error: unknown): boolean {
+  // A request that stalled goes again on a fresh connection, like one that was reset.
+  if (error instanceof StallError) return true;
   const { status, code } = cloudFailure(error);
   if (status !== undefined) return status === 408 || status === 429 || status >= 500;
   if (code === "AbortError" || code === "StorageError") return false;

@@ -13,6 +13,10 @@
  * parallel ranged requests (8 MiB ranges, 3 at once); `off` downloads every object as one
  * stream. Default 64.
  *
+ * `PLANETARY_STORAGE_STALL_SECONDS` (all three, and `http(s)://`): a transfer that moves no byte
+ * for this many seconds fails with `stalled: no data for N s`; read by each adapter's
+ * constructor (`stallTimeoutMs`). Default 60.
+ *
  * GCS with HMAC keys: use `s3://bucket/key` URLs with `PLANETARY_S3_ENDPOINT=https://storage.googleapis.com`,
  * `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` = the HMAC key (checksums then default to
  * `WHEN_REQUIRED`, which GCS's XML API needs).

@@ -255,9 +255,11 @@ function hasNode(): boolean {
 /**
  * Starts fake-gcs-server (filesystem backend in a temp dir, plain HTTP) on a free loopback port.
  *
+ * @param options `externalUrl`: the base URL it puts in resumable-upload session URLs
+ *   (default its own), e.g. a proxy's, so that uploads go through that proxy too.
  * @returns The running emulator.
  */
-export async function startFakeGcs(): Promise<Emulator> {
+export async function startFakeGcs(options: { externalUrl?: string } = {}): Promise<Emulator> {
   const port = freePort();
   const dir = await Deno.makeTempDir({ prefix: "fake-gcs-" });
   return await launch(
@@ -275,7 +277,7 @@ export async function startFakeGcs(): Promise<Emulator> {
       "-filesystem-root",
       `${dir}/data`,
       "-external-url",
-      `http://127.0.0.1:${port}`,
+      options.externalUrl ?? `http://127.0.0.1:${port}`,
       "-log-level",
       "error",
     ],
@@ -293,4 +295,177 @@ export async function startFakeGcs(): Promise<Emulator> {
  */
 export function azuriteConnectionString(endpoint: string): string {
   return `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};BlobEndpoint=${endpoint}/${AZURITE_ACCOUNT};`;
+}
+
+/** What a {@linkcode StallingProxy} does to the bytes of each connection, from now on. */
+export interface ProxyPolicy {
+  /**
+   * Bytes of each connection's server→client direction (responses) forwarded before that
+   * direction stops: the proxy no longer reads from the server nor writes to the client, and the
+   * connection stays open (a stalled server, a half-open connection). Counted from when the
+   * policy was set. @default {Infinity}
+   */
+  responseBytes?: number;
+  /** The same for the client→server direction (request bodies: an upload stalls). @default {Infinity} */
+  requestBytes?: number;
+  /**
+   * Forward at most `bytes` every `everyMs` in each direction: a slow but steady link.
+   * @default none (as fast as the sockets go)
+   */
+  drip?: { bytes: number; everyMs: number };
+}
+
+/** A loopback TCP proxy in front of a server that can stall or slow its connections. */
+export interface StallingProxy {
+  /** `http://127.0.0.1:PORT`. */
+  endpoint: string;
+  /** Port it listens on. */
+  port: number;
+  /** Where it forwards to; may be set after start (`host:port`). */
+  target: string;
+  /** Replaces the policy for bytes forwarded from now on (every open connection too). */
+  setPolicy(policy: ProxyPolicy): void;
+  /** Connections accepted so far. */
+  connections(): number;
+  /** Connections whose forwarding was stopped by `responseBytes` / `requestBytes`. */
+  stalledConnections(): number;
+  /** Stalled connections still open: the client has not given up their sockets yet. */
+  stalledOpen(): number;
+  /** Closes the listener and every connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a TCP proxy on a free loopback port in front of `target` (`host:port`). Below HTTP:
+ * nothing is parsed or rewritten (signed `Host` headers stay valid), so it stalls a transfer the
+ * way a dead peer or a broken network path does: bytes just stop, in one direction.
+ *
+ * @param target `host:port` to forward to (may be changed later through `target`).
+ * @returns The running proxy.
+ */
+export function startStallingProxy(target = ""): StallingProxy {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  let policy: ProxyPolicy = {};
+  let epoch = 0;
+  let accepted = 0;
+  let stalled = 0;
+  const open = new Set<Deno.Conn>();
+  const stalledOpen = new Set<{ ended: boolean }>();
+  const pumps: Promise<void>[] = [];
+  let closed = false;
+  const proxy: StallingProxy = {
+    endpoint: `http://127.0.0.1:${port}`,
+    port,
+    target,
+    setPolicy(next) {
+      policy = next;
+      epoch++;
+    },
+    connections: () => accepted,
+    stalledConnections: () => stalled,
+    stalledOpen: () => stalledOpen.size,
+    async close() {
+      closed = true;
+      listener.close();
+      for (const conn of open) {
+        try {
+          conn.close();
+        } catch {
+          // already closed
+        }
+      }
+      await Promise.allSettled(pumps);
+    },
+  };
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  /** Copies one direction, obeying the policy; returns when either side is gone. */
+  const pump = async (
+    from: Deno.Conn,
+    to: Deno.Conn,
+    limitOf: (p: ProxyPolicy) => number | undefined,
+    connection: { ended: boolean },
+  ): Promise<void> => {
+    const buffer = new Uint8Array(64 * 1024);
+    // Bytes read but not yet forwarded: a read started under one policy may return under the
+    // next, so what it brought waits here until the policy in force lets it through.
+    let pending = buffer.subarray(0, 0);
+    let seenEpoch = -1;
+    let sent = 0;
+    let counted = false;
+    try {
+      // A stalled direction ends with the other one (the peer gave up and closed).
+      while (!closed && !(connection.ended && sent >= (limitOf(policy) ?? Infinity))) {
+        if (seenEpoch !== epoch) {
+          seenEpoch = epoch;
+          sent = 0;
+        }
+        const limit = limitOf(policy) ?? Infinity;
+        const drip = policy.drip;
+        let room = limit - sent;
+        if (room <= 0) {
+          // Stalled: read nothing more (TCP back pressure reaches the sender), write nothing.
+          if (!counted) {
+            counted = true;
+            stalled++;
+            stalledOpen.add(connection);
+          }
+          await sleep(50);
+          continue;
+        }
+        if (drip !== undefined) room = Math.min(room, drip.bytes);
+        if (pending.length === 0) {
+          const n = await from.read(buffer.subarray(0, Math.min(buffer.length, room)));
+          if (n === null) break;
+          pending = buffer.subarray(0, n);
+          continue; // the policy may have changed during the read
+        }
+        const take = pending.subarray(0, Math.min(pending.length, room));
+        let offset = 0;
+        while (offset < take.length) offset += await to.write(take.subarray(offset));
+        pending = pending.subarray(take.length);
+        sent += take.length;
+        if (drip !== undefined) await sleep(drip.everyMs);
+      }
+    } catch {
+      // a side closed
+    }
+    connection.ended = true;
+    await to.closeWrite().catch(() => {}); // the peer may be gone
+  };
+  (async () => {
+    for await (const client of listener) {
+      accepted++;
+      const [hostname, targetPort] = proxy.target.split(":");
+      let server: Deno.Conn;
+      try {
+        server = await Deno.connect({
+          hostname: hostname ?? "127.0.0.1",
+          port: Number(targetPort),
+        });
+      } catch {
+        client.close();
+        continue;
+      }
+      open.add(client);
+      open.add(server);
+      const connection = { ended: false };
+      const both = Promise.all([
+        pump(client, server, (p) => p.requestBytes, connection),
+        pump(server, client, (p) => p.responseBytes, connection),
+      ]).then(() => {
+        stalledOpen.delete(connection);
+        for (const conn of [client, server]) {
+          open.delete(conn);
+          try {
+            conn.close();
+          } catch {
+            // already closed
+          }
+        }
+      });
+      pumps.push(both);
+    }
+  })().catch(() => {});
+  return proxy;
 }

@@ -23,10 +23,17 @@ import { StorageError, StoragePermissionError } from "../storage_error.ts";
 import { childUrl, decodeSegments, directoryPrefix, writeLocation } from "../_cloud_url.ts";
 import { toStorageError } from "../_cloud_error.ts";
 import { byteCounter, mapStreamErrors, md5Tap, verifyMd5 } from "../_stream_checks.ts";
-import { rangedRead } from "../_ranged_read.ts";
+import { rangedRead, readExactly } from "../_ranged_read.ts";
 import { chunkedUpload } from "../_chunked_upload.ts";
 import { DEFAULT_RANGED_READ_THRESHOLD, type PartPlan, partPlan } from "../_transfer_plan.ts";
 import { withRetry } from "../_retry.ts";
+import {
+  StallError,
+  stallTimeoutMsFromEnv,
+  StallWatchdog,
+  touchEach,
+  withStallTimeout,
+} from "../_stall_timeout.ts";
 import { guardOsRelease } from "../_os_release_guard.ts";
 
 /** Retry policy of {@linkcode AzureBlobStorage} (the SDK's own does not retry HTTP 429). */
@@ -73,6 +80,15 @@ export interface AzureBlobStorageOptions {
   rangedReadThreshold?: number;
   /** Retries of each request (HTTP 408, 429, 5xx, network). @default {{}} */
   retry?: AzureRetryOptions;
+  /**
+   * Longest time a request may move no byte before it fails with `stalled: no data for N s`.
+   * The SDK has no inactivity timeout (`tryTimeoutInMs` bounds a whole try, body included, so
+   * it would cut a big blob that is still moving), so each request carries an abort signal of
+   * our own watchdog, restarted by every chunk sent or received. A request that stalls before
+   * its answer is retried within `retry.maxAttempts`; a stalled body fails the read.
+   * @default {`PLANETARY_STORAGE_STALL_SECONDS` × 1000, else 60000}
+   */
+  stallTimeoutMs?: number;
 }
 
 interface BlobLocation {
@@ -86,6 +102,40 @@ interface BlobLocation {
 const MIB = 1024 * 1024;
 /** Azure's limit of committed blocks per blob. */
 const MAX_BLOCKS = 50_000;
+/** Bytes per chunk of an upload body handed to the SDK: each one taken restarts the watchdog. */
+const SEND_SLICE = 64 * 1024;
+
+/** What a request is given to be watched: an abort signal and a way to report bytes moving. */
+interface Watch {
+  /** Aborted when the request stalls (or the caller gives up). */
+  signal: AbortSignal;
+  /** Reports activity (a chunk sent or received). */
+  touch: () => void;
+}
+
+/**
+ * A request body for the SDK that hands `bytes` over in 64 KiB slices, touching the watchdog as
+ * each is taken: how far an upload got, seen from the socket's side. A function, so that each
+ * attempt gets a fresh stream.
+ */
+function slicedBody(bytes: Uint8Array, touch: () => void): () => Readable {
+  return () => {
+    let offset = 0;
+    return new Readable({
+      highWaterMark: SEND_SLICE,
+      read(): void {
+        if (offset >= bytes.byteLength) {
+          this.push(null);
+          return;
+        }
+        const end = Math.min(offset + SEND_SLICE, bytes.byteLength);
+        touch();
+        this.push(Buffer.from(bytes.buffer, bytes.byteOffset + offset, end - offset));
+        offset = end;
+      },
+    });
+  };
+}
 
 /**
  * Storage over Azure Blob. Small blobs are uploaded by one Put Blob; larger ones stage blocks in
@@ -108,14 +158,17 @@ export class AzureBlobStorage implements Storage {
   #secrets: string[];
   #clients = new Map<string, Promise<BlobServiceClient>>();
   #connectionAccount: string | undefined;
+  #stallTimeoutMs: number;
 
   /**
    * Creates the adapter; the SDK is loaded at first use.
    *
    * @param options Credentials and tuning.
+   * @throws {RangeError} When `PLANETARY_STORAGE_STALL_SECONDS` is set to no positive number.
    */
   constructor(options: AzureBlobStorageOptions = {}) {
     this.#options = options;
+    this.#stallTimeoutMs = options.stallTimeoutMs ?? stallTimeoutMsFromEnv();
     const cs = options.connectionString;
     this.#connectionAccount = cs === undefined ? undefined : /AccountName=([^;]+)/i.exec(cs)?.[1];
     const csSecrets = cs === undefined
@@ -210,10 +263,45 @@ export class AzureBlobStorage implements Storage {
     return (await this.#service(url, loc)).getContainerClient(loc.container);
   }
 
-  async #retry<T>(fn: () => Promise<T>, url: string, operation: string): Promise<T> {
+  /**
+   * Runs one request with retries; each attempt is watched by its own {@linkcode StallWatchdog}
+   * (ended when the attempt settles), whose signal and touch `fn` hands to the SDK. A stalled
+   * attempt counts as a network failure (retried); when attempts run out the error is a
+   * {@linkcode StallError} saying how many stalled.
+   */
+  async #retry<T>(
+    fn: (watch: Watch) => Promise<T>,
+    url: string,
+    operation: string,
+    outer?: AbortSignal,
+  ): Promise<T> {
+    let attempts = 0;
     try {
-      return await withRetry(fn, this.#options.retry);
+      return await withRetry(async () => {
+        attempts++;
+        const watchdog = new StallWatchdog({ timeoutMs: this.#stallTimeoutMs });
+        const signal = outer === undefined
+          ? watchdog.signal
+          : AbortSignal.any([watchdog.signal, outer]);
+        try {
+          return await fn({ signal, touch: watchdog.touch });
+        } catch (error) {
+          // Not the SDK's AbortError: a stall is worth another attempt, like a lost connection.
+          if (watchdog.stalled) throw new StallError({ timeoutMs: this.#stallTimeoutMs });
+          throw error;
+        } finally {
+          watchdog.stop();
+        }
+      }, this.#options.retry);
     } catch (error) {
+      if (error instanceof StallError) {
+        throw new StallError({
+          timeoutMs: this.#stallTimeoutMs,
+          url,
+          operation: `Azure ${operation}`,
+          attempts,
+        });
+      }
       throw this.#fail(error, url, operation);
     }
   }
@@ -224,7 +312,11 @@ export class AzureBlobStorage implements Storage {
   ): Promise<{ size: number; md5: Uint8Array | undefined; etag: string } | undefined> {
     const blob = (await this.#container(url, loc)).getBlobClient(loc.blob);
     try {
-      const props = await this.#retry(() => blob.getProperties(), url, "GetBlobProperties");
+      const props = await this.#retry(
+        ({ signal }) => blob.getProperties({ abortSignal: signal }),
+        url,
+        "GetBlobProperties",
+      );
       return {
         size: props.contentLength ?? 0,
         md5: props.contentMD5 === undefined ? undefined : new Uint8Array(props.contentMD5),
@@ -251,8 +343,8 @@ export class AzureBlobStorage implements Storage {
     }
     const container = await this.#container(url, loc);
     const page = await this.#retry(
-      async () =>
-        (await container.listBlobsFlat({ prefix: directoryPrefix(loc.blob) })
+      async ({ signal }) =>
+        (await container.listBlobsFlat({ prefix: directoryPrefix(loc.blob), abortSignal: signal })
           .byPage({ maxPageSize: 1 }).next()).value,
       url,
       "ListBlobs",
@@ -287,34 +379,53 @@ export class AzureBlobStorage implements Storage {
         size: props.size,
         rangeSize: plan.partSize,
         concurrency: plan.concurrency,
-        fetchRange: async (offset, into, abortSignal) => {
-          // The SDK writes into a Buffer view of `into` (no copy of the range).
-          const target = Buffer.from(into.buffer, into.byteOffset, into.byteLength);
-          await this.#retry(
-            () =>
-              blob.downloadToBuffer(target, offset, into.byteLength, {
-                abortSignal,
+        fetchRange: (offset, into, abortSignal) =>
+          // One watched attempt covers the request and the range's body, copied into `into`
+          // chunk by chunk (downloadToBuffer would report progress only per 4 MiB block).
+          this.#retry(
+            async ({ signal, touch }) => {
+              const range = await blob.download(offset, into.byteLength, {
+                abortSignal: signal,
+                maxRetryRequests: 0,
                 ...conditions,
-              }),
+              });
+              const node = range.readableStreamBody;
+              if (node === undefined) throw new StorageError("empty response body", { url });
+              return await readExactly(touchEach(node as Readable, touch), into);
+            },
             url,
             "GetBlob (range)",
-          );
-          return into;
-        },
+            abortSignal,
+          ),
       });
     } else if (props.size === 0) {
       body = new ReadableStream({ start: (c) => c.close() });
     } else {
+      // The answer is watched per attempt; the body by its reader's waits (a slow consumer
+      // never trips it), whose stall aborts the request and its socket.
+      const bodyAbort = new AbortController();
       const response = await this.#retry(
-        () => blob.download(0, undefined, conditions),
+        ({ signal }) =>
+          blob.download(0, undefined, {
+            ...conditions,
+            abortSignal: AbortSignal.any([signal, bodyAbort.signal]),
+          }),
         url,
         "GetBlob",
       );
       const node = response.readableStreamBody;
       if (node === undefined) throw new StorageError("empty response body", { url });
-      body = mapStreamErrors(
-        Readable.toWeb(node as Readable) as unknown as ReadableStream<Uint8Array>,
-        (error) => this.#fail(error, url, "GetBlob (body)"),
+      body = withStallTimeout(
+        mapStreamErrors(
+          Readable.toWeb(node as Readable) as unknown as ReadableStream<Uint8Array>,
+          (error) => this.#fail(error, url, "GetBlob (body)"),
+        ),
+        {
+          timeoutMs: this.#stallTimeoutMs,
+          url,
+          operation: "Azure GetBlob (body)",
+          onStall: () => bodyAbort.abort(),
+        },
       );
     }
     return props.md5 === undefined ? body : body.pipeThrough(verifyMd5(props.md5, url));
@@ -356,8 +467,9 @@ export class AzureBlobStorage implements Storage {
           if (index === 0 && last) {
             // The whole blob in one request (the stream has ended: its size was checked).
             await this.#retry(
-              () =>
-                blob.upload(bytes, bytes.byteLength, {
+              ({ signal, touch }) =>
+                blob.upload(slicedBody(bytes, touch), bytes.byteLength, {
+                  abortSignal: signal,
                   transactionalContentMD5: partMd5,
                   blobHTTPHeaders: { blobContentMD5: partMd5 },
                 }),
@@ -371,8 +483,11 @@ export class AzureBlobStorage implements Storage {
           const id = btoa(`${nonce}-${String(index).padStart(8, "0")}`);
           ids[index] = id;
           await this.#retry(
-            () =>
-              blob.stageBlock(id, bytes, bytes.byteLength, { transactionalContentMD5: partMd5 }),
+            ({ signal, touch }) =>
+              blob.stageBlock(id, slicedBody(bytes, touch), bytes.byteLength, {
+                abortSignal: signal,
+                transactionalContentMD5: partMd5,
+              }),
             url,
             "PutBlock",
           );
@@ -381,8 +496,9 @@ export class AzureBlobStorage implements Storage {
       if (!committed) {
         const blobContentMD5 = md5.digest();
         await this.#retry(
-          () =>
+          ({ signal }) =>
             blob.commitBlockList(ids.filter((id) => id !== undefined), {
+              abortSignal: signal,
               blobHTTPHeaders: { blobContentMD5 },
             }),
           url,
@@ -409,8 +525,8 @@ export class AzureBlobStorage implements Storage {
     let token: string | undefined;
     do {
       const page = await this.#retry(
-        async () =>
-          (await container.listBlobsFlat({ prefix }).byPage({
+        async ({ signal }) =>
+          (await container.listBlobsFlat({ prefix, abortSignal: signal }).byPage({
             maxPageSize: 5000,
             ...(token === undefined ? {} : { continuationToken: token }),
           }).next()).value,

@@ -36,6 +36,15 @@ import {
 } from "../_stream_checks.ts";
 import { rangedRead, readExactly } from "../_ranged_read.ts";
 import { DEFAULT_RANGED_READ_THRESHOLD, partPlan } from "../_transfer_plan.ts";
+import {
+  onEachChunk,
+  StallError,
+  stallTimeoutMsFromEnv,
+  StallWatchdog,
+  touchEach,
+  withStallDeadline,
+  withStallTimeout,
+} from "../_stall_timeout.ts";
 
 /** Options of {@linkcode GcsStorage}. */
 export interface GcsStorageOptions {
@@ -66,6 +75,16 @@ export interface GcsStorageOptions {
    * @default as many as fit, with the one being drained, in 32 MiB (3 for 8 MiB ranges), at most 4
    */
   concurrency?: number;
+  /**
+   * Longest time a transfer may move no byte before it fails with `stalled: no data for N s`.
+   * The SDK's own `timeout` is no help here: under Deno its JSON requests go through
+   * node-fetch 3, which ignores it, and its uploads have none. So downloads are watched by
+   * their reader's waits, range reads and uploads by a watchdog restarted by every chunk
+   * received or taken for sending, and metadata and listing calls (which take no signal) are
+   * bounded as a whole, the SDK's retries included.
+   * @default {`PLANETARY_STORAGE_STALL_SECONDS` × 1000, else 60000}
+   */
+  stallTimeoutMs?: number;
 }
 
 const MIB = 1024 * 1024;
@@ -96,14 +115,26 @@ export class GcsStorage implements Storage {
   readonly schemes: readonly string[] = ["gs"];
   #options: GcsStorageOptions;
   #client: Promise<import("@google-cloud/storage").Storage> | undefined;
+  #stallTimeoutMs: number;
 
   /**
    * Creates the adapter; the SDK is loaded at first use.
    *
    * @param options Endpoint, credentials and tuning.
+   * @throws {RangeError} When `PLANETARY_STORAGE_STALL_SECONDS` is set to no positive number.
    */
   constructor(options: GcsStorageOptions = {}) {
     this.#options = options;
+    this.#stallTimeoutMs = options.stallTimeoutMs ?? stallTimeoutMsFromEnv();
+  }
+
+  /** Bounds a call that takes no signal (metadata, listing) by the stall timeout. */
+  #answered<T>(call: Promise<T>, url: string, operation: string): Promise<T> {
+    return withStallDeadline(call, {
+      timeoutMs: this.#stallTimeoutMs,
+      url,
+      operation: `GCS ${operation}`,
+    });
   }
 
   #sdk(): Promise<import("@google-cloud/storage").Storage> {
@@ -171,7 +202,7 @@ export class GcsStorage implements Storage {
   async #metadata(url: string, loc: ObjectLocation): Promise<GcsMetadata | undefined> {
     const file = (await this.#bucket(loc.bucket)).file(loc.key);
     try {
-      const [meta] = await file.getMetadata();
+      const [meta] = await this.#answered(file.getMetadata(), url, "objects.get");
       return {
         size: Number(meta.size ?? 0),
         md5: typeof meta.md5Hash === "string" ? fromBase64(meta.md5Hash) : undefined,
@@ -179,6 +210,7 @@ export class GcsStorage implements Storage {
         generation: meta.generation === undefined ? undefined : String(meta.generation),
       };
     } catch (error) {
+      if (error instanceof StallError) throw error;
       const failure = this.#fail(error, url, "objects.get");
       if (failure.code === "NOT_FOUND") return undefined;
       throw failure;
@@ -201,11 +233,11 @@ export class GcsStorage implements Storage {
     }
     const bucket = await this.#bucket(loc.bucket);
     try {
-      const [files] = await bucket.getFiles({
-        prefix: directoryPrefix(loc.key),
-        maxResults: 1,
-        autoPaginate: false,
-      });
+      const [files] = await this.#answered(
+        bucket.getFiles({ prefix: directoryPrefix(loc.key), maxResults: 1, autoPaginate: false }),
+        url,
+        "objects.list",
+      );
       return files.length > 0 ? { type: "directory", size: 0 } : undefined;
     } catch (error) {
       throw this.#fail(error, url, "objects.list");
@@ -239,7 +271,16 @@ export class GcsStorage implements Storage {
       const file = bucket.file(loc.key);
       const node = file.createReadStream({ validation: true });
       const web = Readable.toWeb(node) as unknown as ReadableStream<Uint8Array>;
-      return mapStreamErrors(web, (error) => this.#fail(error, url, "objects.get"));
+      // The request starts at the first read, so the reader's waits cover its answer too.
+      return withStallTimeout(
+        mapStreamErrors(web, (error) => this.#fail(error, url, "objects.get")),
+        {
+          timeoutMs: this.#stallTimeoutMs,
+          url,
+          operation: "GCS objects.get",
+          onStall: () => void node.destroy(),
+        },
+      );
     }
     const file = bucket.file(
       loc.key,
@@ -263,11 +304,20 @@ export class GcsStorage implements Storage {
         });
         const abort = (): void => void node.destroy(new Error("aborted"));
         signal.addEventListener("abort", abort, { once: true });
+        const watchdog = new StallWatchdog({ timeoutMs: this.#stallTimeoutMs, onStall: abort });
         try {
-          return await readExactly(node, into);
+          return await readExactly(touchEach(node, watchdog.touch), into);
         } catch (error) {
+          if (watchdog.stalled) {
+            throw new StallError({
+              timeoutMs: this.#stallTimeoutMs,
+              url,
+              operation: "GCS objects.get (range)",
+            });
+          }
           throw this.#fail(error, url, "objects.get (range)");
         } finally {
+          watchdog.stop();
           signal.removeEventListener("abort", abort);
           node.destroy();
         }
@@ -298,15 +348,25 @@ export class GcsStorage implements Storage {
     const loc = await writeLocation(url, stream, (u) => this.#parse(u), (l) => l.key, "an object");
     const file = (await this.#bucket(loc.bucket)).file(loc.key);
     const counter = byteCounter(url, options.size);
-    const body = stream.pipeThrough(counter.stream);
+    // The SDK streams one request whose body it takes from ours as the socket drains: every
+    // chunk it takes restarts the watchdog, which covers the session's creation and the final
+    // answer too. On a stall the pipeline is torn down (the SDK's retries with it).
+    const upload = file.createWriteStream({ resumable: true, validation: "md5" });
+    const watchdog = new StallWatchdog({
+      timeoutMs: this.#stallTimeoutMs,
+      onStall: () => void upload.destroy(new Error("stalled")),
+    });
+    const body = onEachChunk(stream.pipeThrough(counter.stream), watchdog.touch);
     try {
-      await pipeline(
-        Readable.fromWeb(body as Parameters<typeof Readable.fromWeb>[0]),
-        file.createWriteStream({ resumable: true, validation: "md5" }),
-      );
+      await pipeline(Readable.fromWeb(body as Parameters<typeof Readable.fromWeb>[0]), upload);
     } catch (error) {
       await body.cancel().catch(() => {});
+      if (watchdog.stalled) {
+        throw new StallError({ timeoutMs: this.#stallTimeoutMs, url, operation: "GCS upload" });
+      }
       throw this.#fail(error, url, "upload");
+    } finally {
+      watchdog.stop();
     }
     return { size: counter.bytes() };
   }
@@ -327,12 +387,16 @@ export class GcsStorage implements Storage {
       let files;
       let next;
       try {
-        [files, next] = await bucket.getFiles({
-          prefix,
-          maxResults: 1000,
-          autoPaginate: false,
-          ...(pageToken === undefined ? {} : { pageToken }),
-        });
+        [files, next] = await this.#answered(
+          bucket.getFiles({
+            prefix,
+            maxResults: 1000,
+            autoPaginate: false,
+            ...(pageToken === undefined ? {} : { pageToken }),
+          }),
+          url,
+          "objects.list",
+        );
       } catch (error) {
         throw this.#fail(error, url, "objects.list");
       }

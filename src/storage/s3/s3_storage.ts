@@ -16,6 +16,7 @@ import type {
 import { StorageError, StoragePermissionError } from "../storage_error.ts";
 import { childUrl, directoryPrefix, parseBucketUrl, writeLocation } from "../_cloud_url.ts";
 import { toStorageError } from "../_cloud_error.ts";
+import { StallError, stallTimeoutMsFromEnv } from "../_stall_timeout.ts";
 import { createHash } from "node:crypto";
 import {
   byteCounter,
@@ -73,6 +74,16 @@ export interface S3StorageOptions {
   rangedReadThreshold?: number;
   /** Bytes per range of a parallel download. @default {8388608} */
   rangeSize?: number;
+  /**
+   * Longest time a request may move no byte (connecting, waiting for an answer, sending or
+   * receiving a body) before it fails with `stalled: no data for N s`: the socket inactivity
+   * timeout of the SDK's HTTP handler (`socketTimeout`, and `connectionTimeout`). A stalled
+   * request is retried by the SDK within `maxAttempts`; a stalled body fails the read. (The
+   * handler arms a timeout of 6 s or more only 3 s into a request, so the first stall of a
+   * request is seen up to 3 s late.)
+   * @default {`PLANETARY_STORAGE_STALL_SECONDS` × 1000, else 60000}
+   */
+  stallTimeoutMs?: number;
 }
 
 /** What `HeadObject` says about an object. */
@@ -128,14 +139,17 @@ export class S3Storage implements Storage {
   #client: Promise<S3Client> | undefined;
   #secrets: string[];
   #checksums: "WHEN_SUPPORTED" | "WHEN_REQUIRED";
+  #stallTimeoutMs: number;
 
   /**
    * Creates the adapter; the SDK is loaded at first use.
    *
    * @param options Region, endpoint, credentials and tuning.
+   * @throws {RangeError} When `PLANETARY_STORAGE_STALL_SECONDS` is set to no positive number.
    */
   constructor(options: S3StorageOptions = {}) {
     this.#options = options;
+    this.#stallTimeoutMs = options.stallTimeoutMs ?? stallTimeoutMsFromEnv();
     const googleXml = options.endpoint !== undefined &&
       /storage\.googleapis\.com/i.test(options.endpoint);
     this.#checksums = options.checksums ?? (googleXml ? "WHEN_REQUIRED" : "WHEN_SUPPORTED");
@@ -152,6 +166,7 @@ export class S3Storage implements Storage {
       const { S3Client } = await import("@aws-sdk/client-s3");
       const o = this.#options;
       const checksums = this.#checksums;
+      const stall = this.#stallTimeoutMs;
       return new S3Client({
         region: o.region ?? Deno.env.get("AWS_REGION") ?? Deno.env.get("AWS_DEFAULT_REGION") ??
           "us-east-1",
@@ -165,12 +180,31 @@ export class S3Storage implements Storage {
         // The SDK's default user agent reads os.release(), which needs --allow-sys; the
         // transporter runs without it.
         defaultUserAgentProvider: () => Promise.resolve([["planetary-storage"]]),
+        // Stall timeouts: socketTimeout is the socket's inactivity timeout (any byte read or
+        // written restarts it, so a slow transfer that keeps moving is never cut, and it stays
+        // armed while a body streams). requestTimeout is NOT one: it bounds a request's whole
+        // time to its answer headers, upload body included, so it stays off.
+        requestHandler: { socketTimeout: stall, connectionTimeout: stall },
       });
     })();
     return this.#client;
   }
 
   #fail(error: unknown, url: string, operation: string): StorageError {
+    // The HTTP handler's socketTimeout/connectionTimeout ran out: say it is a stall, with the
+    // timeout and how many attempts the SDK made.
+    const e = error as { name?: unknown; message?: unknown; $metadata?: { attempts?: unknown } };
+    const text = typeof e?.message === "string" ? e.message : "";
+    if (e?.name === "TimeoutError" && /of inactivity|establish a connection/.test(text)) {
+      const attempts = e.$metadata?.attempts;
+      return new StallError({
+        timeoutMs: this.#stallTimeoutMs,
+        url,
+        operation: `S3 ${operation}`,
+        attempts: typeof attempts === "number" ? attempts : undefined,
+        kind: /establish a connection/.test(text) ? "connection" : "data",
+      });
+    }
     // The default chain found nothing: say where it looked, so a person knows what to set.
     if ((error as { name?: unknown } | null)?.name === "CredentialsProviderError") {
       return new StoragePermissionError(
