@@ -15,6 +15,9 @@ import { importBusyboxImages } from "./_harness/docker_images.ts";
 import { hostRuntimeWorks } from "./_harness/host_runtime.ts";
 import { findProcesses, type ServeHarness, startServe } from "./_harness/serve.ts";
 import type { TesTask } from "../src/tes/model.ts";
+import type { V1Container, V1Pod, V1PodStatus } from "@kubernetes/client-node";
+import { LocalBackend } from "../src/orchestrator/backends/local/mod.ts";
+import { taskStatusFromPod } from "../src/pod/task_status_from_pod.ts";
 
 const missing = dockerMissing() ??
   (await hostRuntimeWorks()
@@ -122,9 +125,10 @@ Deno.test({
         const task = await run(server, {
           executors: [{ image: "planetary-test/missing:1", command: ["true"] }],
         });
-        // (The task's state is task_status_from_pod's call: an executor that could not start.)
-        assert.ok(["SYSTEM_ERROR", "EXECUTOR_ERROR"].includes(task.state ?? ""), task.state);
+        // As on Kubernetes: the container waits with ErrImagePull, the task is a SYSTEM_ERROR.
+        assert.equal(task.state, "SYSTEM_ERROR", JSON.stringify(task));
         const logs = systemLogs(task);
+        assert.match(logs, /could not be pulled: ErrImagePull: /, logs);
         assert.match(logs, /image "planetary-test\/missing:1" not found: pull failed: \S/, logs);
         assert.doesNotMatch(logs, /could not start the container/);
         assert.match(server.log(), /pulling image "planetary-test\/missing:1"/);
@@ -163,6 +167,60 @@ Deno.test({
         });
         assert.equal(task.state, "EXECUTOR_ERROR", JSON.stringify(task));
         assert.match(systemLogs(task), /out of memory/);
+      });
+
+      await t.step(
+        "a task that wrote more than its disk_gb is evicted: EXECUTOR_ERROR",
+        async () => {
+          const task = await run(server, {
+            resources: { disk_gb: 0.01 },
+            outputs: [{ url: `file://${server.storageDir}/disk/big`, path: "/out/big" }],
+            executors: [{
+              image: "alpine:3.20",
+              command: ["sh", "-c", "head -c 20000000 /dev/zero > /out/big"],
+            }],
+          });
+          assert.equal(task.state, "EXECUTOR_ERROR", JSON.stringify(task));
+          assert.match(
+            systemLogs(task),
+            /used more disk than it asked for: Evicted: Usage of EmptyDir volume "data" exceeds the limit "10M"\./,
+          );
+          assert.ok(!await exists(`${server.storageDir}/disk/big`), "the output was uploaded");
+        },
+      );
+
+      await t.step("a running executor over its disk_gb is killed (10 s passes)", async () => {
+        const started = Date.now();
+        const task = await run(server, {
+          resources: { disk_gb: 0.01 },
+          executors: [{
+            image: "alpine:3.20",
+            command: [
+              "sh",
+              "-c",
+              "head -c 20000000 /dev/zero > /tmp/big; mv /tmp/big /out/; " +
+              "sleep 300",
+            ],
+          }],
+          outputs: [{ url: `file://${server.storageDir}/disk/never`, path: "/out/big" }],
+        });
+        assert.equal(task.state, "EXECUTOR_ERROR", JSON.stringify(task));
+        assert.match(systemLogs(task), /Usage of EmptyDir volume "data" exceeds the limit "10M"/);
+        console.log(`a running executor over disk_gb ended after ${Date.now() - started} ms`);
+        assert.ok(Date.now() - started < 60_000, "not killed within its passes");
+      });
+
+      await t.step("a task under its disk_gb completes", async () => {
+        const task = await run(server, {
+          resources: { disk_gb: 0.01 },
+          outputs: [{ url: `file://${server.storageDir}/disk/small`, path: "/out/small" }],
+          executors: [{
+            image: "alpine:3.20",
+            command: ["sh", "-c", "head -c 5000000 /dev/zero > /out/small"],
+          }],
+        });
+        assert.equal(task.state, "COMPLETE", JSON.stringify(task));
+        assert.equal((await Deno.stat(`${server.storageDir}/disk/small`)).size, 5_000_000);
       });
 
       await t.step("env values stay off every command line and out of files", async () => {
@@ -251,6 +309,15 @@ Deno.test({
   },
 });
 
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Files under `dir` whose text holds `value` (an env file left behind). */
 async function findEnvFiles(dir: string, value: string): Promise<string[]> {
   const found: string[] = [];
@@ -333,5 +400,153 @@ Deno.test({
       }));
       assert.ok(!results.includes(false), "a case failed");
     });
+  },
+});
+
+/** A task-shaped pod: `inputs` and `outputs` (host runtime) around executors (the engine). */
+function taskPod(name: string, executors: V1Container[], sizeLimit?: string): V1Pod {
+  const host = (container: string, script: string): V1Container => ({
+    name: container,
+    image: "planetary-transporter:latest",
+    command: ["/bin/sh", "-c", script],
+    volumeMounts: [{ name: "data", mountPath: "/data" }],
+  });
+  return {
+    metadata: { name },
+    spec: {
+      restartPolicy: "Never",
+      volumes: [{ name: "data", emptyDir: sizeLimit ? { sizeLimit } : {} }],
+      initContainers: [host("inputs", "true"), ...executors],
+      containers: [host("outputs", "echo uploaded")],
+    },
+  };
+}
+
+function executor(script: string): V1Container {
+  return {
+    name: "executor-0",
+    image: "alpine:3.20",
+    command: ["sh", "-c", script],
+    volumeMounts: [{ name: "data", mountPath: "/data" }],
+  };
+}
+
+/** Runs `fn` with a LocalBackend on the private engine (the client finds it by DOCKER_HOST). */
+async function withDockerBackend(
+  fn: (backend: LocalBackend) => Promise<void>,
+  options: { workDir?: (tmp: string) => Promise<() => Promise<void>>; intervalMs?: number } = {},
+): Promise<void> {
+  await using engine = await startDockerd();
+  await importBusyboxImages(engine);
+  const before = Deno.env.get("DOCKER_HOST");
+  Deno.env.set("DOCKER_HOST", engine.host);
+  const tmp = await Deno.makeTempDir({ prefix: "planetary-docker-backend-" });
+  const undo = options.workDir ? await options.workDir(tmp) : async () => {};
+  const backend = new LocalBackend({
+    workDir: tmp,
+    runtime: "docker",
+    ...(options.intervalMs ? { storageCheckIntervalMs: options.intervalMs } : {}),
+  });
+  try {
+    await fn(backend);
+  } finally {
+    await backend.close();
+    await undo();
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    if (before === undefined) Deno.env.delete("DOCKER_HOST");
+    else Deno.env.set("DOCKER_HOST", before);
+  }
+}
+
+async function podEnd(backend: LocalBackend, name: string): Promise<V1PodStatus> {
+  return await poll(`pod ${name} to end`, async () => {
+    const status = (await backend.getPod(name))?.status;
+    return status?.phase === "Succeeded" || status?.phase === "Failed" ? status : undefined;
+  });
+}
+
+Deno.test({
+  ...OPTIONS,
+  name: "DockerRuntime.run() fails the container, not the server, when its log fills the disk",
+  async fn() {
+    const tmpfs = async (dir: string): Promise<() => Promise<void>> => {
+      const mount = await new Deno.Command("mount", {
+        args: ["-t", "tmpfs", "-o", "size=2m", "planetary-test-full", dir],
+      }).output();
+      assert.ok(mount.success, new TextDecoder().decode(mount.stderr));
+      return async () => {
+        await new Deno.Command("umount", { args: ["-l", dir] }).output();
+      };
+    };
+    await withDockerBackend(async (backend) => {
+      await backend.createPod({
+        pod: taskPod("fills-disk", [executor("head -c 8000000 /dev/zero | tr '\\0' y; sleep 30")]),
+        configMap: { metadata: { name: "fills-disk-spec" }, data: {} },
+      });
+      const status = await podEnd(backend, "fills-disk");
+      assert.equal(status.phase, "Failed");
+      const t = status.initContainerStatuses?.[1]?.state?.terminated;
+      assert.match(
+        t?.message ?? "",
+        /^no space left on device while writing the log of container "executor-0"/,
+        JSON.stringify(status),
+      );
+      assert.equal(status.containerStatuses?.[0]?.state?.waiting?.reason, "PodInitializing");
+      const task = taskStatusFromPod({ metadata: { name: "fills-disk" }, status }, undefined, {
+        executors: [{}],
+      });
+      assert.equal(task.state, "EXECUTOR_ERROR");
+      assert.match(task.systemLogs.join("\n"), /no space left on device while writing the log/);
+      // The backend (this process) goes on running pods.
+      await backend.deletePod("fills-disk");
+      await backend.createPod({
+        pod: taskPod("after-full", [executor("echo fine")]),
+        configMap: { metadata: { name: "after-full-spec" }, data: {} },
+      });
+      assert.equal((await podEnd(backend, "after-full")).phase, "Succeeded");
+    }, { workDir: tmpfs });
+  },
+});
+
+Deno.test({
+  ...OPTIONS,
+  name:
+    "DockerRuntime with LocalBackend: an executor over its sizeLimit or ephemeral-storage is evicted",
+  async fn() {
+    await withDockerBackend(async (backend) => {
+      await backend.createPod({
+        pod: taskPod(
+          "evicted",
+          [executor("head -c 20000000 /dev/zero > /data/big; sleep 300")],
+          "10000000",
+        ),
+        configMap: { metadata: { name: "evicted-spec" }, data: {} },
+      });
+      const started = Date.now();
+      const status = await podEnd(backend, "evicted");
+      assert.equal(status.reason, "Evicted");
+      assert.equal(status.message, 'Usage of EmptyDir volume "data" exceeds the limit "10M".');
+      assert.equal(status.initContainerStatuses?.[1]?.state?.terminated?.exitCode, 137);
+      console.log(`docker: pod evicted ${Date.now() - started} ms after its creation`);
+      // A container's writable layer (the engine's upper dir) counts against its own limit.
+      await backend.createPod({
+        pod: taskPod("layer", [{
+          ...executor("head -c 20000000 /dev/zero > /tmp/big; sleep 300"),
+          resources: { limits: { "ephemeral-storage": "10Mi" } },
+        }]),
+        configMap: { metadata: { name: "layer-spec" }, data: {} },
+      });
+      const layer = await podEnd(backend, "layer");
+      assert.equal(layer.reason, "Evicted", JSON.stringify(layer));
+      assert.equal(
+        layer.message,
+        "Pod ephemeral local storage usage exceeds the total limit of containers 10Mi.",
+      );
+      await backend.createPod({
+        pod: taskPod("under", [executor("head -c 5000000 /dev/zero > /data/small")], "10000000"),
+        configMap: { metadata: { name: "under-spec" }, data: {} },
+      });
+      assert.equal((await podEnd(backend, "under")).phase, "Succeeded");
+    }, { intervalMs: 200 });
   },
 });

@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import type { V1Container, V1Pod, V1PodStatus } from "@kubernetes/client-node";
-import { LocalBackend } from "../src/orchestrator/backends/local/mod.ts";
+import { DiskUsageWalk, LocalBackend } from "../src/orchestrator/backends/local/mod.ts";
+import { taskStatusFromPod } from "../src/pod/task_status_from_pod.ts";
 import type { PodEvent } from "../src/orchestrator/backend.ts";
 import { requireHostRuntime } from "./_harness/host_runtime.ts";
 
@@ -65,6 +66,7 @@ async function withBackend(
     maxConcurrentPods?: number;
     shared?: boolean;
     secrets?: Record<string, Record<string, string>>;
+    storageCheckIntervalMs?: number;
   } = {},
 ): Promise<void> {
   const tmp = await Deno.makeTempDir({ prefix: "planetary-local-test-" });
@@ -72,6 +74,9 @@ async function withBackend(
     workDir: `${tmp}/work`,
     runtime: "host",
     maxConcurrentPods: options.maxConcurrentPods ?? 4,
+    ...(options.storageCheckIntervalMs
+      ? { storageCheckIntervalMs: options.storageCheckIntervalMs }
+      : {}),
     ...(options.shared ? { sharedHostPaths: [`${tmp}/shared`] } : {}),
     ...(options.secrets ? { secrets: options.secrets } : {}),
   });
@@ -669,5 +674,196 @@ Deno.test({
       assert.deepEqual(await pidsWithArgument(value), []);
       await backend.deletePod("argv");
     }, { secrets: { creds: { KEY: value } } });
+  },
+});
+
+/** `disk_gb: 0.01` as the pod builder writes it: the data volume's `sizeLimit` in bytes. */
+const TEN_MB = String(Math.round(0.01 * 1e9));
+
+/** A task-shaped pod (inputs, executors, outputs) whose data volume has `sizeLimit`. */
+function limitedPod(name: string, executors: V1Container[], sizeLimit = TEN_MB): V1Pod {
+  const shaped = pod(name, {
+    init: [sh("inputs", "true"), ...executors],
+    main: [sh("outputs", "echo uploaded")],
+  });
+  shaped.spec!.volumes![0] = { name: "data", emptyDir: { sizeLimit } };
+  return shaped;
+}
+
+Deno.test({
+  name: "LocalBackend evicts a pod whose emptyDir passes its sizeLimit (disk_gb), as a kubelet",
+  ignore: !ENABLED,
+  async fn(t) {
+    await withBackend(async (backend) => {
+      const message = 'Usage of EmptyDir volume "data" exceeds the limit "10M".';
+      const taskOf = (status: V1PodStatus) =>
+        taskStatusFromPod({ metadata: { name: "x" }, status }, undefined, { executors: [{}] });
+
+      await t.step("a running executor over the limit is killed: EXECUTOR_ERROR", async () => {
+        await backend.createPod({
+          pod: limitedPod("disk-running", [
+            sh(
+              "executor-0",
+              "head -c 20000000 /dev/zero > /data/big && touch /data/written; " +
+                "sleep 300",
+            ),
+          ]),
+          configMap: { metadata: { name: "disk-running-spec" }, data: {} },
+        });
+        const status = await finished(backend, "disk-running");
+        assert.equal(status.phase, "Failed");
+        assert.equal(status.reason, "Evicted");
+        assert.equal(status.message, message);
+        const executor = status.initContainerStatuses?.[1]?.state?.terminated;
+        assert.equal(executor?.exitCode, 137);
+        assert.match(executor?.message ?? "", /killed: the pod was evicted: Usage of EmptyDir/);
+        assert.equal(status.containerStatuses?.[0]?.state?.waiting?.reason, "PodInitializing");
+        assert.deepEqual(
+          status.conditions?.find((c) => c.type === "DisruptionTarget")?.reason,
+          "TerminationByKubelet",
+        );
+        const task = taskOf(status);
+        assert.equal(task.state, "EXECUTOR_ERROR");
+        assert.match(
+          task.systemLogs.join("\n"),
+          /used more disk than it asked for: Evicted: Usage/,
+        );
+        assert.equal(await backend.readLog("disk-running", "outputs"), "", "outputs ran");
+      });
+
+      await t.step("a pod under its limit completes; links are not followed", async () => {
+        await backend.createPod({
+          pod: limitedPod("disk-under", [
+            sh(
+              "executor-0",
+              "head -c 5000000 /dev/zero > /data/small; ln -s /usr /data/usr; " +
+                "ln /data/small /data/hardlink; sleep 1",
+            ),
+          ]),
+          configMap: { metadata: { name: "disk-under-spec" }, data: {} },
+        });
+        const status = await finished(backend, "disk-under");
+        assert.equal(status.phase, "Succeeded", JSON.stringify(status));
+        assert.equal(await backend.readLog("disk-under", "outputs"), "uploaded\n");
+      });
+    }, { storageCheckIntervalMs: 200 });
+  },
+});
+
+Deno.test({
+  name: "LocalBackend counts a container's scratch against its ephemeral-storage limit",
+  ignore: !ENABLED,
+  async fn() {
+    await withBackend(async (backend) => {
+      const limited = (name: string, script: string): V1Container =>
+        sh(name, script, { resources: { limits: { "ephemeral-storage": "10Mi" } } });
+      await backend.createPod({
+        pod: pod("scratch-over", {
+          init: [limited("executor-0", "head -c 20000000 /dev/zero > /tmp/big; sleep 300")],
+          main: [sh("outputs", "echo never")],
+        }),
+        configMap: { metadata: { name: "scratch-over-spec" }, data: {} },
+      });
+      const status = await finished(backend, "scratch-over");
+      assert.equal(status.reason, "Evicted");
+      // The kubelet's order: emptyDirs, then the pod's total, then each container.
+      assert.equal(
+        status.message,
+        "Pod ephemeral local storage usage exceeds the total limit of containers 10Mi.",
+      );
+      await backend.createPod({
+        pod: pod("scratch-under", {
+          init: [limited("executor-0", "head -c 2000000 /dev/zero > /tmp/small")],
+          main: [sh("outputs", "echo fine")],
+        }),
+        configMap: { metadata: { name: "scratch-under-spec" }, data: {} },
+      });
+      assert.equal((await finished(backend, "scratch-under")).phase, "Succeeded");
+    }, { storageCheckIntervalMs: 200 });
+  },
+});
+
+Deno.test({
+  name: "LocalBackend measures a pod's storage when a container ends, before the next starts",
+  ignore: !ENABLED,
+  async fn() {
+    // No periodic pass in this test's time: only the one at the executor's end can evict.
+    await withBackend(async (backend) => {
+      await backend.createPod({
+        pod: limitedPod("disk-ended", [sh("executor-0", "head -c 20000000 /dev/zero > /data/big")]),
+        configMap: { metadata: { name: "disk-ended-spec" }, data: {} },
+      });
+      const status = await finished(backend, "disk-ended");
+      assert.equal(status.reason, "Evicted");
+      assert.equal(status.message, 'Usage of EmptyDir volume "data" exceeds the limit "10M".');
+      assert.equal(status.initContainerStatuses?.[1]?.state?.terminated?.reason, "Completed");
+      const task = taskStatusFromPod({ metadata: { name: "x" }, status }, undefined, {
+        executors: [{}],
+      });
+      assert.equal(task.state, "EXECUTOR_ERROR");
+      assert.equal(await backend.readLog("disk-ended", "outputs"), "");
+    }, { storageCheckIntervalMs: 3_600_000 });
+  },
+});
+
+Deno.test({
+  name: "LocalBackend eviction latency and the cost of a measuring pass (figures)",
+  ignore: !ENABLED,
+  async fn() {
+    // Latency: from the moment the executor has written past its limit to the pod's end.
+    for (const interval of [200, 1000]) {
+      await withBackend(async (backend, tmp) => {
+        await Deno.chmod(`${tmp}/shared`, 0o777);
+        await backend.createPod({
+          pod: limitedPod("latency", [
+            sh(
+              "executor-0",
+              "head -c 20000000 /dev/zero > /data/big; touch $SHARED/written; " +
+                "sleep 300",
+              { env: [{ name: "SHARED", value: `${tmp}/shared` }] },
+            ),
+          ]),
+          configMap: { metadata: { name: "latency-spec" }, data: {} },
+        });
+        const written = await waitFor("the write", async () => {
+          return await exists(`${tmp}/shared/written`) ? Date.now() : undefined;
+        });
+        const status = await finished(backend, "latency");
+        assert.equal(status.reason, "Evicted");
+        console.log(
+          `eviction latency with a ${interval} ms interval: ${Date.now() - written} ms`,
+        );
+      }, { storageCheckIntervalMs: interval, shared: true });
+    }
+    // Cost: one pass over N files in 20 folders, whole and in steps of 5,000 entries.
+    const dir = await Deno.makeTempDir({ prefix: "planetary-du-" });
+    try {
+      const n = 20_000;
+      for (let d = 0; d < 20; d++) {
+        await Deno.mkdir(`${dir}/d${d}`);
+        for (let i = 0; i < n / 20; i++) {
+          Deno.writeFileSync(`${dir}/d${d}/f${i}`, new Uint8Array(1));
+        }
+      }
+      const walk = new DiskUsageWalk(() => Promise.resolve(new Map([["all", [dir]]])));
+      let started = performance.now();
+      let steps = 0;
+      while (!await walk.step(5_000)) steps++;
+      const stepped = performance.now() - started;
+      started = performance.now();
+      assert.ok(await walk.step(1_000_000));
+      const whole = performance.now() - started;
+      const du = new TextDecoder().decode(
+        (await new Deno.Command("du", { args: ["-sB1", dir], stdout: "piped" }).output()).stdout,
+      );
+      assert.equal(walk.usage("all"), Number(du.split("\t")[0]));
+      console.log(
+        `measuring ${n + 21} entries: ${whole.toFixed(0)} ms in one pass ` +
+          `(${(whole * 1000 / n).toFixed(1)} µs/entry); ${steps + 1} passes of 5000: ` +
+          `${stepped.toFixed(0)} ms; usage equals du -sB1`,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });

@@ -100,6 +100,15 @@ async function withPodman(
   }
 }
 
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Files named `env` under `dir` whose text holds `value` (an env file left behind). */
 async function findEnvFiles(dir: string, value: string): Promise<string[]> {
   const found: string[] = [];
@@ -159,9 +168,12 @@ Deno.test({
         const task = await run(server, {
           executors: [{ image: "planetary-test/missing:1", command: ["true"] }],
         });
-        assert.ok(["SYSTEM_ERROR", "EXECUTOR_ERROR"].includes(task.state ?? ""), task.state);
+        // As on Kubernetes: the container waits with ErrImagePull, the task is a SYSTEM_ERROR.
+        assert.equal(task.state, "SYSTEM_ERROR", JSON.stringify(task));
         const logs = systemLogs(task);
+        assert.match(logs, /could not be pulled: ErrImagePull: /, logs);
         assert.match(logs, /image "planetary-test\/missing:1" not found: pull failed: \S/, logs);
+        assert.match(logs, /did not resolve to an alias/, "the engine's own reason");
         assert.doesNotMatch(logs, /could not start the container/);
         assert.match(server.log(), /podman: pulling image "planetary-test\/missing:1"/);
       });
@@ -189,7 +201,7 @@ Deno.test({
         );
       });
 
-      await t.step("an executor over its memory limit is killed: EXECUTOR_ERROR", async () => {
+      await t.step("an executor killed for memory ends EXECUTOR_ERROR, out of memory", async () => {
         const task = await run(server, {
           resources: { ram_gb: 0.02 },
           executors: [{
@@ -198,11 +210,38 @@ Deno.test({
           }],
         });
         assert.equal(task.state, "EXECUTOR_ERROR", JSON.stringify(task));
-        // The kernel's memory-cgroup OOM kill (SIGKILL, the shell reports 137). podman 4.3.1 with
-        // conmon 2.1.6 on cgroup v1 does not report it (`OOMKilled` stays false), so "out of
-        // memory" is not asserted here (docker_runtime_test.ts asserts it on docker).
-        assert.equal(task.logs?.[0]?.logs[0]?.exit_code, 137, JSON.stringify(task.logs));
+        // podman 4.3.1 + conmon 2.1.6 on cgroup v1 leave `OOMKilled` false; the runtime reads
+        // conmon's own OOM marker instead (see docker_runtime.ts).
+        assert.match(systemLogs(task), /executor 0 ran out of memory \(OOMKilled\)/);
+        assert.equal(task.logs?.[0]?.logs.at(-1)?.exit_code, 137, JSON.stringify(task.logs));
+        // …and conmon's marker lands in no folder of the server.
+        assert.ok(!await exists(`${Deno.cwd()}/oom`), "an oom file in the server's folder");
       });
+
+      await t.step("an executor killed by a signal (not memory) has no out of memory", async () => {
+        const task = await run(server, {
+          resources: { ram_gb: 0.1 },
+          executors: [{ image: "alpine:3.20", command: ["sh", "-c", "kill -9 $$"] }],
+        });
+        assert.equal(task.state, "EXECUTOR_ERROR", JSON.stringify(task));
+        assert.doesNotMatch(systemLogs(task), /out of memory/);
+      });
+
+      await t.step(
+        "a task that wrote more than its disk_gb is evicted: EXECUTOR_ERROR",
+        async () => {
+          const task = await run(server, {
+            resources: { disk_gb: 0.01 },
+            executors: [{
+              image: "alpine:3.20",
+              command: ["sh", "-c", "head -c 20000000 /dev/zero > /out/big"],
+            }],
+            outputs: [{ url: `file://${server.storageDir}/disk/big`, path: "/out/big" }],
+          });
+          assert.equal(task.state, "EXECUTOR_ERROR", JSON.stringify(task));
+          assert.match(systemLogs(task), /Usage of EmptyDir volume "data" exceeds the limit "10M"/);
+        },
+      );
 
       await t.step("env values stay off every command line and out of files", async () => {
         const secret = `s3cr3t-${crypto.randomUUID()}`;

@@ -15,12 +15,21 @@
  * the engine and sees neither the Deno cache, nor the source tree, nor the credentials.
  *
  * What an executor container gets (`docker create` + `docker start --attach`):
- * - its image, pulled once when missing (`IfNotPresent`; progress lines go to the server log),
- *   and a task whose image cannot be had fails with the engine's reason:
- *   `image "x" not found: pull failed: …`;
+ * - its image, pulled once when missing (`IfNotPresent`; progress lines go to the server log);
+ *   an image that cannot be had throws a {@linkcode LocalBackendError} (`IMAGE_PULL_FAILED`,
+ *   `INVALID_IMAGE_NAME`) with the engine's reason, `image "x" not found: pull failed: …`,
+ *   which the pod runner shows as the container waiting with `ErrImagePull` /
+ *   `InvalidImageName`, as a kubelet would (the task ends SYSTEM_ERROR, as on Kubernetes);
  * - `resources.limits` as `--cpus` and `--memory` (with `--memory-swap` equal to it, so the
  *   limit is not doubled by swap); a container the kernel killed for memory reports
  *   `OOMKilled`;
+ * - its output copied to its log file as on the host runtime: a failed write (a full disk)
+ *   kills the container, which fails with the reason (`no space left on device while writing
+ *   the log of container …`), never the server;
+ * - its writable layer (the engine's overlay upper directory) reported through
+ *   {@linkcode DockerRuntime.writableLayer}, so that the pod runner's storage measuring counts
+ *   it (no `--storage-opt size=`, which only overlay2 on xfs with `pquota` and a few other
+ *   drivers support);
  * - its environment through an `--env-file` of mode 0600 that is removed right after
  *   `create`, and values holding a line break (which an env file cannot carry) as a bare
  *   `--env NAME` whose value is in the client's own environment (readable by its owner only):
@@ -34,8 +43,10 @@
  * it could not start stays "created" with exit code 0 (the reason is on `start`'s stderr). Its
  * settings (storage, `cgroup_manager`, …) come from `CONTAINERS_CONF` and
  * `CONTAINERS_STORAGE_CONF` of the server's environment. Seen with podman 4.3.1 + conmon 2.1.6
- * on cgroup v1: the kernel's memory-cgroup OOM kill is not reported (`OOMKilled` stays false),
- * so such an executor ends with exit code 137 and no "out of memory" reason.
+ * on cgroup v1: the kernel's memory-cgroup OOM kill is not reported (`OOMKilled` stays false)
+ * because conmon writes its OOM marker file `oom` into its working directory, which podman
+ * never reads; `start` runs in the container's scratch folder, and that marker then reports
+ * `OOMKilled`.
  *
  * The engine client (`docker`/`podman`) runs with an environment of its own, built from the
  * server's (never from a task's: a task's `DOCKER_HOST` only reaches its container).
@@ -56,6 +67,7 @@ export type {
   ResolvedMount,
 } from "./container_runtime.ts";
 import { LocalBackendError } from "./local_backend_error.ts";
+import { copyToLog, describeLogWriteError } from "./container_log.ts";
 
 /** Label on every container: the pod it belongs to. */
 export const LABEL_POD = "io.planetary.pod";
@@ -300,14 +312,28 @@ export function containerLimits(
   const result: ContainerLimits = {};
   const cpu = CPU_QUANTITY.exec(String(limits?.cpu ?? "").trim());
   if (cpu) result.cpus = Number(cpu[1]) / (cpu[2] === "m" ? 1000 : 1);
-  const memory = MEMORY_QUANTITY.exec(String(limits?.memory ?? "").trim());
-  if (memory) {
-    const exponent = memory[2] === undefined ? 1 : 10 ** Number(memory[2]);
-    result.memoryBytes = Math.ceil(
-      Number(memory[1]) * exponent * (MEMORY_FACTORS[memory[3] ?? ""] ?? 1),
-    );
-  }
+  const memory = quantityBytes(String(limits?.memory ?? ""));
+  if (memory !== undefined) result.memoryBytes = memory;
   return result;
+}
+
+/**
+ * A Kubernetes byte quantity (`"1Gi"`, `"10M"`, `"12e6"`, `"2000000000"`) as a number of bytes,
+ * rounded up.
+ *
+ * @param quantity The quantity as written in a pod spec.
+ * @returns Bytes, or undefined when it is not a quantity.
+ * @example
+ * ```ts
+ * import { quantityBytes } from "./docker_runtime.ts";
+ * console.assert(quantityBytes("1Ki") === 1024 && quantityBytes("10M") === 1e7);
+ * ```
+ */
+export function quantityBytes(quantity: string): number | undefined {
+  const match = MEMORY_QUANTITY.exec(quantity.trim());
+  if (!match) return undefined;
+  const exponent = match[2] === undefined ? 1 : 10 ** Number(match[2]);
+  return Math.ceil(Number(match[1]) * exponent * (MEMORY_FACTORS[match[3] ?? ""] ?? 1));
 }
 
 /** Options of {@linkcode DockerRuntime}. */
@@ -377,7 +403,11 @@ export class DockerRuntime implements ContainerRuntime {
   #hostContainers: readonly string[];
   #log: (line: string) => void;
   #available: Promise<void> | undefined;
-  #images = new Map<string, Promise<string | undefined>>();
+  #images = new Map<string, Promise<PullError | undefined>>();
+  /** Engine name → id of the containers this runtime runs now. */
+  #running = new Map<string, string>();
+  /** Engine name → its writable layer (asked once). */
+  #layers = new Map<string, Promise<string | undefined>>();
 
   /**
    * Creates the runtime (nothing is checked until {@linkcode DockerRuntime.ensureAvailable}).
@@ -483,7 +513,9 @@ export class DockerRuntime implements ContainerRuntime {
     if (signal.aborted) return killed;
     const pullError = await this.#ensureImage(spec.image);
     if (signal.aborted) return killed;
-    if (pullError !== undefined) return { exitCode: 125, startError: pullError };
+    // The pod runner shows the container waiting with ErrImagePull / InvalidImageName, as a
+    // kubelet does (a task then ends SYSTEM_ERROR with this reason, as on Kubernetes).
+    if (pullError !== undefined) throw new LocalBackendError(pullError.code, pullError.message);
 
     let env: EngineEnv;
     try {
@@ -518,40 +550,58 @@ export class DockerRuntime implements ContainerRuntime {
         startError: `${this.name} create failed: ${lastLine(created.stderr)}`,
       };
     }
+    this.#running.set(engineName, created.stdout.trim());
     const remove = (): void => {
       void this.#engine([...this.#rmForce(), engineName]).catch(() => {});
     };
     signal.addEventListener("abort", remove, { once: true });
+    // podman 4.3's conmon (2.1.6) writes its OOM marker, a file named `oom`, into its working
+    // directory (the one of `podman start`), and podman never reads it there: `OOMKilled`
+    // stays false on cgroup v1. Started in the container's own scratch folder, the marker
+    // tells this container's OOM kill apart (and none lands in the server's folder).
+    const oomMarker = `${spec.scratchDir}/oom`;
+    await Deno.remove(oomMarker).catch(() => {});
     try {
       if (signal.aborted) return killed;
       const log = await Deno.open(spec.logFile, { create: true, append: true });
       let startStderr = "";
+      let writeError: unknown;
       try {
         const child = new Deno.Command(this.name, {
           args: ["start", "--attach", engineName],
           clearEnv: true,
           env: clientEnv(),
+          cwd: spec.scratchDir,
           stdin: "null",
           stdout: "piped",
           stderr: "piped",
         }).spawn();
         onStarted();
-        const copy = async (stream: ReadableStream<Uint8Array>): Promise<void> => {
-          for await (const chunk of stream) {
-            let written = 0;
-            while (written < chunk.length) written += await log.write(chunk.subarray(written));
-          }
+        // A failed log write (a full disk) never rejects: it kills the container, which then
+        // fails with the reason (as on the host runtime); the streams are drained either way.
+        let stopping: Promise<unknown> | undefined;
+        const stop = (): void => {
+          stopping ??= this.#engine(["kill", engineName]);
         };
-        const [, , stderrTail] = await Promise.all([
+        const tail = new StreamTail(4096);
+        const [, copied] = await Promise.all([
           child.status,
-          copy(child.stdout),
-          copyKeepingTail(child.stderr, log),
+          copyToLog([child.stdout, child.stderr.pipeThrough(tail.stream())], log, stop),
         ]);
-        startStderr = stderrTail;
+        await stopping;
+        writeError = copied;
+        startStderr = lastLine(tail.text());
       } finally {
         log.close();
       }
       if (signal.aborted) return killed;
+      if (writeError !== undefined) {
+        throw new Error(
+          `${describeLogWriteError(writeError)} while writing the log of container ` +
+            `"${spec.containerName}" (${spec.logFile}): the container was stopped`,
+          { cause: writeError },
+        );
+      }
       const state = await this.#state(engineName);
       if (!state) {
         return {
@@ -566,15 +616,46 @@ export class DockerRuntime implements ContainerRuntime {
       }
       const exitCode = state.ExitCode ?? 0;
       if (state.Error) return { exitCode: Math.max(exitCode, 1), startError: state.Error };
+      const oomKilled = state.OOMKilled === true || await exists(oomMarker);
       return {
         exitCode,
         ...(exitCode > 128 && exitCode < 160 ? { signal: exitCode - 128 } : {}),
-        ...(state.OOMKilled ? { reason: "OOMKilled" as const } : {}),
+        ...(oomKilled ? { reason: "OOMKilled" as const } : {}),
       };
     } finally {
       signal.removeEventListener("abort", remove);
+      this.#running.delete(engineName);
+      this.#layers.delete(engineName);
       await this.#engine([...this.#rmForce(), engineName]).catch(() => {});
+      await Deno.remove(oomMarker).catch(() => {});
     }
+  }
+
+  /**
+   * The writable layer of a running container of the engine (its overlay upper directory,
+   * `GraphDriver.Data.UpperDir`): the pod runner counts it against the container's
+   * `ephemeral-storage` limit. `--storage-opt size=` is not used: it needs overlay2 on xfs
+   * with `pquota` (or devicemapper, btrfs, zfs), and measuring works on every file system.
+   *
+   * @param podName The pod.
+   * @param containerName The container.
+   * @returns The directory, or undefined when the container is not running in the engine or
+   *   its storage driver has no upper directory.
+   */
+  writableLayer(podName: string, containerName: string): Promise<string | undefined> {
+    const engineName = `planetary-${podName}-${containerName}`;
+    const id = this.#running.get(engineName);
+    if (id === undefined) return Promise.resolve(undefined);
+    let layer = this.#layers.get(engineName);
+    if (!layer) {
+      layer = this.#engine(["inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", id])
+        .then((out) => {
+          const path = out.stdout.trim();
+          return out.success && path.startsWith("/") ? path : undefined;
+        });
+      this.#layers.set(engineName, layer);
+    }
+    return layer;
   }
 
   /**
@@ -586,7 +667,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   /** `undefined` when the image is there (pulled now if needed), else why it is not. */
-  #ensureImage(image: string): Promise<string | undefined> {
+  #ensureImage(image: string): Promise<PullError | undefined> {
     let pending = this.#images.get(image);
     if (!pending) {
       pending = this.#pull(image);
@@ -599,8 +680,13 @@ export class DockerRuntime implements ContainerRuntime {
     return pending;
   }
 
-  async #pull(image: string): Promise<string | undefined> {
-    if (!image) return `image "" not found: the container names no image`;
+  async #pull(image: string): Promise<PullError | undefined> {
+    if (!image) {
+      return {
+        code: "INVALID_IMAGE_NAME",
+        message: `image "" not found: the container names no image`,
+      };
+    }
     if ((await this.#engine(["image", "inspect", "--format", "{{.Id}}", image])).success) {
       return undefined;
     }
@@ -629,7 +715,11 @@ export class DockerRuntime implements ContainerRuntime {
       progress(child.stderr),
     ]);
     if (status.success) return undefined;
-    return `image "${image}" not found: pull failed: ${lastError || `exit code ${status.code}`}`;
+    const reason = lastError || `exit code ${status.code}`;
+    return {
+      code: /invalid reference format/i.test(reason) ? "INVALID_IMAGE_NAME" : "IMAGE_PULL_FAILED",
+      message: `image "${image}" not found: pull failed: ${reason}`,
+    };
   }
 
   async #state(engineName: string): Promise<EngineState | undefined> {
@@ -685,23 +775,53 @@ function lastLine(text: string): string {
     "no reason given";
 }
 
-/** Copies `stream` into `log` and returns its last 4 KiB as text. */
-async function copyKeepingTail(
-  stream: ReadableStream<Uint8Array>,
-  log: Deno.FsFile,
-): Promise<string> {
-  let tail = new Uint8Array(0);
-  for await (const chunk of stream) {
-    let written = 0;
-    while (written < chunk.length) written += await log.write(chunk.subarray(written));
-    const joined = new Uint8Array(Math.min(4096, tail.length + chunk.length));
-    const all = new Uint8Array(tail.length + chunk.length);
-    all.set(tail);
-    all.set(chunk, tail.length);
-    joined.set(all.subarray(all.length - joined.length));
-    tail = joined;
+/** Why an image cannot be had: the code of the error the runtime throws, and its message. */
+interface PullError {
+  code: "IMAGE_PULL_FAILED" | "INVALID_IMAGE_NAME";
+  message: string;
+}
+
+/** Keeps the last `size` bytes of a stream that passes through it unchanged. */
+class StreamTail {
+  #size: number;
+  #tail = new Uint8Array(0);
+
+  constructor(size: number) {
+    this.#size = size;
   }
-  return lastLine(new TextDecoder().decode(tail));
+
+  /** A pass-through stream that records what goes by. */
+  stream(): TransformStream<Uint8Array, Uint8Array> {
+    return new TransformStream({
+      transform: (chunk, controller) => {
+        const keep = chunk.length >= this.#size ? chunk.slice(chunk.length - this.#size) : (() => {
+          const from = this.#tail.subarray(
+            Math.max(0, this.#tail.length + chunk.length - this.#size),
+          );
+          const joined = new Uint8Array(from.length + chunk.length);
+          joined.set(from);
+          joined.set(chunk, from.length);
+          return joined;
+        })();
+        this.#tail = keep;
+        controller.enqueue(chunk);
+      },
+    });
+  }
+
+  /** What was kept, as text. */
+  text(): string {
+    return new TextDecoder().decode(this.#tail);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Splits a text stream into lines (without their line breaks; `\r` ends a line too). */

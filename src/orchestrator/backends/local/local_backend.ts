@@ -24,7 +24,14 @@ export type {
   ContainerRuntime,
   ResolvedMount,
 } from "./container_runtime.ts";
-import { containerLogPath, pendingPodStatus, runPod } from "./pod_runner.ts";
+import {
+  containerLogPath,
+  pendingPodStatus,
+  runPod,
+  STORAGE_CHECK_INTERVAL_MS,
+  STORAGE_CHECK_MAX_ENTRIES,
+  type WritableLayerRuntime,
+} from "./pod_runner.ts";
 
 /** Options of {@linkcode LocalBackend}. */
 export interface LocalBackendOptions {
@@ -77,6 +84,22 @@ export interface LocalBackendOptions {
    */
   secrets?: Readonly<Record<string, Readonly<Record<string, string>>>>;
   /**
+   * Time between two passes that measure each pod's local storage against its limits (the
+   * data volume's `sizeLimit`, from the task's `disk_gb`; containers' `ephemeral-storage`
+   * limits). A pod over a limit is evicted as by a kubelet: its container is killed and it
+   * ends Failed with reason `Evicted`. A pass also runs whenever a container ends.
+   *
+   * @default {10000}
+   */
+  storageCheckIntervalMs?: number;
+  /**
+   * Most files and folders one measuring pass looks at (a bigger pod is measured over several
+   * passes), which bounds the cost of a pass (about 10 µs per entry).
+   *
+   * @default {20000}
+   */
+  storageCheckMaxEntries?: number;
+  /**
    * The clock.
    *
    * @default {() => new Date()}
@@ -102,8 +125,11 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 /**
  * Runs task pods on this machine. Init containers run one after the other, then the main
  * containers; the pod status follows a kubelet's (Pending → Running → Succeeded/Failed, with
- * init and main container statuses). `resources` and `securityContext` are recorded in the pod
- * but not enforced by the host runtime. Restart policy is always treated as `Never`.
+ * init and main container statuses). Local storage limits (`emptyDir.sizeLimit`, containers'
+ * `ephemeral-storage` limits) are enforced on every runtime by eviction, as a kubelet does (see
+ * {@linkcode LocalBackendOptions.storageCheckIntervalMs}); other `resources` and
+ * `securityContext` are recorded in the pod but not enforced by the host runtime. Restart
+ * policy is always treated as `Never`.
  *
  * @example
  * ```ts ignore
@@ -124,6 +150,7 @@ export class LocalBackend implements Backend {
   #sharedHostPaths: SharedHostPath[] | undefined;
   #hostUser: ContainerUser | undefined;
   #maxConcurrent: number;
+  #storageCheck: { intervalMs: number; maxEntries: number };
   #now: () => Date;
   #pods = new Map<string, PodEntry>();
   #configMaps = new Map<string, V1ConfigMap>();
@@ -148,11 +175,23 @@ export class LocalBackend implements Backend {
       hostEnv,
       sharedHostPaths,
       secrets = {},
+      storageCheckIntervalMs = STORAGE_CHECK_INTERVAL_MS,
+      storageCheckMaxEntries = STORAGE_CHECK_MAX_ENTRIES,
       now = () => new Date(),
     } = options;
     if (!Number.isInteger(maxConcurrentPods) || maxConcurrentPods < 1) {
       throw new RangeError(`maxConcurrentPods must be a positive integer: ${maxConcurrentPods}`);
     }
+    if (
+      !(storageCheckIntervalMs > 0) || !Number.isInteger(storageCheckMaxEntries) ||
+      storageCheckMaxEntries < 1
+    ) {
+      throw new RangeError(
+        `storageCheckIntervalMs must be positive and storageCheckMaxEntries a positive ` +
+          `integer: ${storageCheckIntervalMs}, ${storageCheckMaxEntries}`,
+      );
+    }
+    this.#storageCheck = { intervalMs: storageCheckIntervalMs, maxEntries: storageCheckMaxEntries };
     this.#workDir = workDir;
     this.#runtimeChoice = runtime;
     this.#hostEnv = hostEnv;
@@ -281,6 +320,8 @@ export class LocalBackend implements Backend {
         signal: deadline === undefined ? signal : AbortSignal.any([signal, expired.signal]),
         now: this.#now,
         onStatus: (status) => this.#setStatus(entry, status),
+        storageCheckIntervalMs: this.#storageCheck.intervalMs,
+        storageCheckMaxEntries: this.#storageCheck.maxEntries,
       });
       if (expired.signal.aborted && !signal.aborted && !podEnded(last)) {
         this.#setStatus(entry, deadlineExceededStatus(last, deadline ?? 0, this.#now()));
@@ -531,12 +572,22 @@ async function serverIdOf(workDir: string): Promise<string> {
     .map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** `runtime`, with each container's `resources.limits` of `pod` added to its run spec. */
+/**
+ * `runtime`, with each container's `resources.limits` of `pod` added to its run spec (and the
+ * runtime's writable layers, when it tells them).
+ */
 function withPodLimits(runtime: ContainerRuntime, pod: V1Pod): ContainerRuntime {
   const containers = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
+  const layers = runtime as Partial<WritableLayerRuntime>;
   return {
     name: runtime.name,
     ensureAvailable: () => runtime.ensureAvailable(),
+    ...(typeof layers.writableLayer === "function"
+      ? {
+        writableLayer: (podName: string, containerName: string) =>
+          layers.writableLayer!(podName, containerName),
+      }
+      : {}),
     run(spec, signal, onStarted) {
       const limits = containers.find((c) => c.name === spec.containerName)?.resources?.limits;
       const parsed = containerLimits(limits);

@@ -8,11 +8,16 @@
 export type LocalBackendErrorCode =
   | "RUNTIME_UNAVAILABLE"
   | "INVALID_POD"
+  | "IMAGE_PULL_FAILED"
+  | "INVALID_IMAGE_NAME"
   | "CLOSED";
 
 /**
  * A failure of the local backend that a caller may want to tell apart: the chosen runtime
- * cannot work on this machine, a pod spec it cannot run, or a call after `close()`.
+ * cannot work on this machine, a pod spec it cannot run, a container image the engine cannot
+ * have (`IMAGE_PULL_FAILED`: the pull failed, the message holds the engine's reason;
+ * `INVALID_IMAGE_NAME`: no usable image reference; the pod runner then reports the container
+ * waiting with `ErrImagePull` / `InvalidImageName`, as a kubelet), or a call after `close()`.
  *
  * @example
  * ```ts

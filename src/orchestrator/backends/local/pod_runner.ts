@@ -23,7 +23,9 @@ import type {
   ResolvedMount,
 } from "./container_runtime.ts";
 import { readLogTail } from "./container_log.ts";
+import { quantityBytes } from "./docker_runtime.ts";
 import type { PodOwnedMount } from "./host_runtime.ts";
+import { LocalBackendError } from "./local_backend_error.ts";
 export type {
   ContainerExit,
   ContainerRunSpec,
@@ -58,7 +60,43 @@ export interface RunPodOptions {
    * @default {() => new Date()}
    */
   now?: () => Date;
+  /**
+   * Time between two passes that measure the pod's local storage against its limits
+   * (`emptyDir.sizeLimit`, containers' `ephemeral-storage` limits), as the kubelet's eviction
+   * manager does. A pass also runs each time a container ends.
+   *
+   * @default {10000}
+   */
+  storageCheckIntervalMs?: number;
+  /**
+   * Most files and folders one measuring pass looks at (`lstat`, links not followed); a larger
+   * tree is measured over several passes.
+   *
+   * @default {20000}
+   */
+  storageCheckMaxEntries?: number;
 }
+
+/**
+ * A runtime that can tell where a container's writable layer lives on this machine (a
+ * container engine's overlay upper directory), so that the pod runner counts it against the
+ * container's `ephemeral-storage` limit.
+ */
+export interface WritableLayerRuntime extends ContainerRuntime {
+  /**
+   * The writable layer of a running container.
+   *
+   * @param podName The pod.
+   * @param containerName The container.
+   * @returns Its directory, or undefined when it is not running or has none.
+   */
+  writableLayer(podName: string, containerName: string): Promise<string | undefined>;
+}
+
+/** Default of {@linkcode RunPodOptions.storageCheckIntervalMs}. */
+export const STORAGE_CHECK_INTERVAL_MS = 10_000;
+/** Default of {@linkcode RunPodOptions.storageCheckMaxEntries}. */
+export const STORAGE_CHECK_MAX_ENTRIES = 20_000;
 
 /** Largest termination message kept, in bytes (as the kubelet). */
 const MAX_MESSAGE_BYTES = 4096;
@@ -130,6 +168,8 @@ export async function runPod(options: RunPodOptions): Promise<V1PodStatus> {
     signal,
     onStatus,
     now = () => new Date(),
+    storageCheckIntervalMs = STORAGE_CHECK_INTERVAL_MS,
+    storageCheckMaxEntries = STORAGE_CHECK_MAX_ENTRIES,
   } = options;
   const spec = pod.spec;
   const initContainers = spec?.initContainers ?? [];
@@ -193,96 +233,178 @@ export async function runPod(options: RunPodOptions): Promise<V1PodStatus> {
   }
   await Deno.mkdir(`${podDir}/logs`, { recursive: true });
 
-  const runOne = async (c: V1Container, target: V1ContainerStatus): Promise<number> => {
-    let prepared: PreparedContainer;
-    try {
-      prepared = await prepareContainer(c, pod, volumes, { configMaps, secrets }, podDir);
-    } catch (error) {
+  // Local storage limits, enforced as the kubelet's eviction manager does: the pod's volumes
+  // (and containers' scratch) are measured; over a limit, the pod is evicted (killed, Failed).
+  const evict = new AbortController();
+  const podSignal = AbortSignal.any([signal, evict.signal]);
+  let eviction: string | undefined;
+  const storage = StorageWatch.of(pod, volumes, {
+    runtime,
+    intervalMs: storageCheckIntervalMs,
+    maxEntries: storageCheckMaxEntries,
+    onExceeded: (message) => {
+      if (eviction !== undefined || signal.aborted) return;
+      eviction = message;
+      evict.abort();
+    },
+  });
+  const evicted = (): V1PodStatus => {
+    const at = now();
+    setCondition("ContainersReady", false, "PodFailed");
+    setCondition("Ready", false, "PodFailed");
+    status.conditions = [
+      ...(status.conditions ?? []).filter((c) => c.type !== "DisruptionTarget"),
+      {
+        type: "DisruptionTarget",
+        status: "True",
+        reason: "TerminationByKubelet",
+        message: eviction ?? "",
+        lastTransitionTime: at,
+      },
+    ];
+    return fail("Evicted", eviction ?? "");
+  };
+  try {
+    const runOne = async (c: V1Container, target: V1ContainerStatus): Promise<number> => {
+      if (eviction !== undefined) return -1;
+      let prepared: PreparedContainer;
+      try {
+        prepared = await prepareContainer(c, pod, volumes, { configMaps, secrets }, podDir);
+      } catch (error) {
+        target.state = {
+          waiting: {
+            reason: "CreateContainerConfigError",
+            message: error instanceof Error ? error.message : String(error),
+          },
+        };
+        publish();
+        return -1;
+      }
+      storage?.track(c.name, prepared.spec);
+      let startedAt = now();
+      // A runtime that fails while the container runs (a full disk under its log) has stopped
+      // it: the container ends in Error with the reason as its message, the pod goes on.
+      let runtimeError: string | undefined;
+      let waitingReason: string | undefined;
+      const exit = await runtime.run(prepared.spec, podSignal, () => {
+        startedAt = now();
+        target.state = { running: { startedAt } };
+        target.started = true;
+        target.ready = !status.initContainerStatuses?.includes(target);
+        if (target.ready && containers.length > 0) {
+          const allReady = (status.containerStatuses ?? []).every((s) => s.ready);
+          setCondition("ContainersReady", allReady);
+          setCondition("Ready", allReady);
+        }
+        publish();
+      }).catch((error: unknown): ContainerExit => {
+        runtimeError = error instanceof Error ? error.message : String(error);
+        // An image that cannot be had: the container waits as a kubelet's would.
+        if (error instanceof LocalBackendError) waitingReason = WAITING_REASONS[error.code];
+        return { exitCode: 137 };
+      });
+      if (signal.aborted) return exit.exitCode;
+      if (waitingReason !== undefined && !podSignal.aborted) {
+        target.state = { waiting: { reason: waitingReason, message: runtimeError ?? "" } };
+        publish();
+        return -2;
+      }
+      if (podSignal.aborted) {
+        // Evicted while it ran: killed, as the kubelet kills the containers of an evicted pod.
+        target.ready = false;
+        target.started = false;
+        target.state = {
+          terminated: {
+            exitCode: 137,
+            signal: 9,
+            reason: "Error",
+            message: `killed: the pod was evicted: ${eviction ?? ""}`,
+            startedAt,
+            finishedAt: now(),
+          },
+        };
+        publish();
+        return 137;
+      }
+      let message = exit.startError ?? runtimeError ?? await readMessage(prepared.terminationFile);
+      if (
+        !message && exit.exitCode !== 0 && c.terminationMessagePolicy === "FallbackToLogsOnError"
+      ) {
+        message = await logTail(prepared.spec.logFile);
+      }
+      target.ready = false;
+      target.started = false;
       target.state = {
-        waiting: {
-          reason: "CreateContainerConfigError",
-          message: error instanceof Error ? error.message : String(error),
+        terminated: {
+          exitCode: exit.exitCode,
+          reason: exit.startError
+            ? "StartError"
+            : exit.reason ?? (exit.exitCode === 0 ? "Completed" : "Error"),
+          startedAt,
+          finishedAt: now(),
+          ...(exit.signal !== undefined ? { signal: exit.signal } : {}),
+          ...(message ? { message } : {}),
         },
       };
       publish();
-      return -1;
-    }
-    let startedAt = now();
-    // A runtime that fails while the container runs (a full disk under its log) has stopped
-    // it: the container ends in Error with the reason as its message, the pod goes on.
-    let runtimeError: string | undefined;
-    const exit = await runtime.run(prepared.spec, signal, () => {
-      startedAt = now();
-      target.state = { running: { startedAt } };
-      target.started = true;
-      target.ready = !status.initContainerStatuses?.includes(target);
-      if (target.ready && containers.length > 0) {
-        const allReady = (status.containerStatuses ?? []).every((s) => s.ready);
-        setCondition("ContainersReady", allReady);
-        setCondition("Ready", allReady);
-      }
-      publish();
-    }).catch((error: unknown): ContainerExit => {
-      runtimeError = error instanceof Error ? error.message : String(error);
-      return { exitCode: 137 };
-    });
-    if (signal.aborted) return exit.exitCode;
-    let message = exit.startError ?? runtimeError ?? await readMessage(prepared.terminationFile);
-    if (!message && exit.exitCode !== 0 && c.terminationMessagePolicy === "FallbackToLogsOnError") {
-      message = await logTail(prepared.spec.logFile);
-    }
-    target.ready = false;
-    target.started = false;
-    target.state = {
-      terminated: {
-        exitCode: exit.exitCode,
-        reason: exit.startError
-          ? "StartError"
-          : exit.reason ?? (exit.exitCode === 0 ? "Completed" : "Error"),
-        startedAt,
-        finishedAt: now(),
-        ...(exit.signal !== undefined ? { signal: exit.signal } : {}),
-        ...(message ? { message } : {}),
-      },
+      // Measured as each container ends, not only every interval: what a short container wrote
+      // is then always seen before the next one starts.
+      await storage?.checkNow();
+      return exit.startError ? Math.max(exit.exitCode, 1) : exit.exitCode;
     };
-    publish();
-    return exit.startError ? Math.max(exit.exitCode, 1) : exit.exitCode;
-  };
 
-  const initStatuses = status.initContainerStatuses ?? [];
-  for (const [i, c] of initContainers.entries()) {
-    if (signal.aborted) return structuredClone(status);
-    const code = await runOne(c, initStatuses[i]!);
-    if (signal.aborted) return structuredClone(status);
-    if (code !== 0) {
-      const incomplete = initContainers.slice(i).map((x) => x.name).join(" ");
-      setCondition(
-        "Initialized",
-        false,
-        "ContainersNotInitialized",
-        `containers with incomplete status: [${incomplete}]`,
-      );
-      return fail(
-        code < 0 ? "CreateContainerConfigError" : "InitContainerFailed",
-        `init container "${c.name}" failed` + (code > 0 ? ` with exit code ${code}` : ""),
-      );
+    const initStatuses = status.initContainerStatuses ?? [];
+    for (const [i, c] of initContainers.entries()) {
+      if (signal.aborted) return structuredClone(status);
+      if (eviction !== undefined) return evicted();
+      const code = await runOne(c, initStatuses[i]!);
+      if (signal.aborted) return structuredClone(status);
+      if (eviction !== undefined) return evicted();
+      if (code !== 0) {
+        const incomplete = initContainers.slice(i).map((x) => x.name).join(" ");
+        setCondition(
+          "Initialized",
+          false,
+          "ContainersNotInitialized",
+          `containers with incomplete status: [${incomplete}]`,
+        );
+        const waiting = initStatuses[i]?.state?.waiting?.reason;
+        return fail(
+          code === -2 && waiting
+            ? waiting
+            : code < 0
+            ? "CreateContainerConfigError"
+            : "InitContainerFailed",
+          `init container "${c.name}" failed` + (code > 0 ? ` with exit code ${code}` : "") +
+            (code === -2 && waiting ? `: ${waiting}` : ""),
+        );
+      }
     }
+    if (initContainers.length > 0) setCondition("Initialized", true);
+    status.phase = "Running";
+    for (const s of status.containerStatuses ?? []) {
+      s.state = { waiting: { reason: "ContainerCreating" } };
+    }
+    publish();
+    const mainStatuses = status.containerStatuses ?? [];
+    const codes = await Promise.all(containers.map((c, i) => runOne(c, mainStatuses[i]!)));
+    if (signal.aborted) return structuredClone(status);
+    if (eviction !== undefined) return evicted();
+    setCondition("ContainersReady", false, "PodCompleted");
+    setCondition("Ready", false, "PodCompleted");
+    status.phase = codes.every((code) => code === 0) ? "Succeeded" : "Failed";
+    publish();
+    return structuredClone(status);
+  } finally {
+    storage?.stop();
   }
-  if (initContainers.length > 0) setCondition("Initialized", true);
-  status.phase = "Running";
-  for (const s of status.containerStatuses ?? []) {
-    s.state = { waiting: { reason: "ContainerCreating" } };
-  }
-  publish();
-  const mainStatuses = status.containerStatuses ?? [];
-  const codes = await Promise.all(containers.map((c, i) => runOne(c, mainStatuses[i]!)));
-  if (signal.aborted) return structuredClone(status);
-  setCondition("ContainersReady", false, "PodCompleted");
-  setCondition("Ready", false, "PodCompleted");
-  status.phase = codes.every((code) => code === 0) ? "Succeeded" : "Failed";
-  publish();
-  return structuredClone(status);
 }
+
+/** The container waiting reason of each runtime error that means "the image cannot be had". */
+const WAITING_REASONS: Partial<Record<string, string>> = {
+  IMAGE_PULL_FAILED: "ErrImagePull",
+  INVALID_IMAGE_NAME: "InvalidImageName",
+};
 
 function condition(
   type: string,
@@ -710,4 +832,372 @@ async function readMessage(file: string): Promise<string> {
  */
 function logTail(file: string): Promise<string> {
   return readLogTail(file, { maxBytes: FALLBACK_BYTES, maxLines: FALLBACK_LINES });
+}
+
+/** One limit of the pod's local storage, and the kubelet's eviction message when it is passed. */
+interface StorageLimit {
+  /** Keys of the usage counted against it (`volume/<name>`, `container/<name>`). */
+  keys: readonly string[];
+  bytes: number;
+  message: string;
+}
+
+/** Settings of {@linkcode StorageWatch.of}. */
+interface StorageWatchOptions {
+  runtime: ContainerRuntime;
+  intervalMs: number;
+  maxEntries: number;
+  onExceeded: (message: string) => void;
+}
+
+/**
+ * Measures a pod's local storage as the kubelet's eviction manager does and reports the first
+ * limit it passes, in the kubelet's words, checked in the kubelet's order:
+ * - an `emptyDir` over its `sizeLimit`: `Usage of EmptyDir volume "data" exceeds the limit
+ *   "10M".`;
+ * - when containers have `ephemeral-storage` limits: the pod's emptyDirs and containers
+ *   together over the sum of those limits (init containers: the largest of theirs), `Pod
+ *   ephemeral local storage usage exceeds the total limit of containers 1Gi.`;
+ * - a container's own scratch (writable layer) and log over its limit: `Container x exceeded
+ *   its local ephemeral storage limit "1Gi".`.
+ *
+ * A pass walks at most `maxEntries` entries (see {@linkcode DiskUsageWalk}); passes run every
+ * `intervalMs` and when a container ends ({@linkcode StorageWatch.checkNow}), one at a time.
+ */
+class StorageWatch {
+  #limits: readonly StorageLimit[];
+  #walk: DiskUsageWalk;
+  #options: StorageWatchOptions;
+  #containers = new Map<string, ContainerRunSpec>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #running: Promise<void> = Promise.resolve();
+  #stopped = false;
+
+  /** The watch of a pod, or undefined when the pod sets no storage limit. */
+  static of(
+    pod: V1Pod,
+    volumes: ReadonlyMap<string, MaterializedVolume>,
+    options: StorageWatchOptions,
+  ): StorageWatch | undefined {
+    const limits: StorageLimit[] = [];
+    const emptyDirs = (pod.spec?.volumes ?? []).filter((v) => v.emptyDir && volumes.has(v.name));
+    const measured = new Map<string, string[]>();
+    for (const volume of emptyDirs) {
+      const text = String(volume.emptyDir?.sizeLimit ?? "");
+      const bytes = quantityBytes(text);
+      if (bytes === undefined || bytes <= 0) continue;
+      measured.set(`volume/${volume.name}`, [volumes.get(volume.name)!.path]);
+      limits.push({
+        keys: [`volume/${volume.name}`],
+        bytes,
+        message: `Usage of EmptyDir volume "${volume.name}" exceeds the limit ` +
+          `"${formatQuantity(bytes, text)}".`,
+      });
+    }
+    const containerLimit = (c: V1Container): { bytes: number; text: string } | undefined => {
+      const text = String(c.resources?.limits?.["ephemeral-storage"] ?? "");
+      const bytes = quantityBytes(text);
+      return bytes !== undefined && bytes > 0 ? { bytes, text } : undefined;
+    };
+    const init = pod.spec?.initContainers ?? [];
+    const main = pod.spec?.containers ?? [];
+    const containerLimits = [...init, ...main].flatMap((c) => {
+      const limit = containerLimit(c);
+      return limit ? [{ name: c.name, ...limit }] : [];
+    });
+    const containerKeys = [...init, ...main].map((c) => `container/${c.name}`);
+    if (containerLimits.length > 0) {
+      // The pod's limit (resourcehelper.PodLimits): the sum over the main containers, at least
+      // the largest init container's (they run one at a time).
+      const sum = main.reduce((total, c) => total + (containerLimit(c)?.bytes ?? 0), 0);
+      const podBytes = Math.max(sum, ...init.map((c) => containerLimit(c)?.bytes ?? 0));
+      const volumeKeys = emptyDirs.map((v) => `volume/${v.name}`);
+      for (const volume of emptyDirs) {
+        measured.set(`volume/${volume.name}`, [volumes.get(volume.name)!.path]);
+      }
+      for (const key of containerKeys) measured.set(key, []);
+      const first = containerLimits.length === 1 ? containerLimits[0]!.text : "";
+      limits.push({
+        keys: [...volumeKeys, ...containerKeys],
+        bytes: podBytes,
+        message: `Pod ephemeral local storage usage exceeds the total limit of containers ` +
+          `${formatQuantity(podBytes, first)}.`,
+      });
+      for (const limit of containerLimits) {
+        limits.push({
+          keys: [`container/${limit.name}`],
+          bytes: limit.bytes,
+          message: `Container ${limit.name} exceeded its local ephemeral storage limit ` +
+            `"${formatQuantity(limit.bytes, limit.text)}".`,
+        });
+      }
+    }
+    if (limits.length === 0) return undefined;
+    return new StorageWatch(limits, measured, options);
+  }
+
+  private constructor(
+    limits: readonly StorageLimit[],
+    measured: ReadonlyMap<string, readonly string[]>,
+    options: StorageWatchOptions,
+  ) {
+    this.#limits = limits;
+    this.#options = options;
+    this.#walk = new DiskUsageWalk(async () => {
+      const roots = new Map<string, string[]>();
+      for (const [key, paths] of measured) {
+        const list = [...paths];
+        const name = key.startsWith("container/") ? key.slice("container/".length) : undefined;
+        const spec = name === undefined ? undefined : this.#containers.get(name);
+        if (spec) {
+          // The container's own files: its scratch (the host runtime's writable layer and
+          // /tmp), its log, and an engine's writable layer.
+          list.push(spec.scratchDir, spec.logFile);
+          const layer = await writableLayerOf(options.runtime, spec);
+          if (layer) list.push(layer);
+        }
+        roots.set(key, list);
+      }
+      return roots;
+    });
+    this.#schedule();
+  }
+
+  /** Counts `spec`'s files as the container `name`'s from the next pass on. */
+  track(name: string, spec: ContainerRunSpec): void {
+    this.#containers.set(name, spec);
+  }
+
+  /** Runs a pass that starts a fresh measurement (after the one running, if any). */
+  checkNow(): Promise<void> {
+    return this.#pass(true);
+  }
+
+  /** Stops the passes. */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      void this.#pass(false).finally(() => this.#schedule());
+    }, this.#options.intervalMs);
+  }
+
+  #pass(fresh: boolean): Promise<void> {
+    this.#running = this.#running.then(async () => {
+      if (this.#stopped) return;
+      try {
+        if (fresh) this.#walk.restart();
+        await this.#walk.step(this.#options.maxEntries);
+      } catch (error) {
+        console.error("local backend: measuring a pod's storage failed:", error);
+        return;
+      }
+      for (const limit of this.#limits) {
+        const used = limit.keys.reduce((total, key) => total + this.#walk.usage(key), 0);
+        if (used > limit.bytes) {
+          this.#options.onExceeded(limit.message);
+          return;
+        }
+      }
+    });
+    return this.#running;
+  }
+}
+
+/** The writable layer of a container when its runtime tells (see {@linkcode WritableLayerRuntime}). */
+async function writableLayerOf(
+  runtime: ContainerRuntime,
+  spec: ContainerRunSpec,
+): Promise<string | undefined> {
+  const candidate = runtime as Partial<WritableLayerRuntime>;
+  if (typeof candidate.writableLayer !== "function") return undefined;
+  return await candidate.writableLayer(spec.podName, spec.containerName).catch(() => undefined);
+}
+
+/** A directory being listed by {@linkcode DiskUsageWalk}. */
+interface WalkFrame {
+  key: string;
+  path: string;
+  /** Its entries (undefined: a root, not yet looked at). */
+  entries?: Deno.DirEntry[];
+  next: number;
+}
+
+/**
+ * Measures the disk usage of sets of files and folders (`du`-style: allocated blocks, each
+ * hard-linked file once, symbolic links counted but never followed, other file systems not
+ * skipped) in bounded passes: {@linkcode DiskUsageWalk.step} looks at most at `maxEntries`
+ * entries with `lstat`, and the next step goes on where it stopped. When a walk of every root
+ * ends, its totals replace the previous ones; until then, the usage of a key is the larger of
+ * the last complete total and the running one (what was counted so far is used, whatever is
+ * left). `lstat` is called synchronously in batches of 256 between which the event loop runs
+ * (an asynchronous `lstat` costs about 80 µs here, a synchronous one about 10 µs).
+ *
+ * @example
+ * ```ts
+ * import { DiskUsageWalk } from "./pod_runner.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeFile(`${dir}/a`, new Uint8Array(10_000));
+ * const walk = new DiskUsageWalk(() => Promise.resolve(new Map([["dir", [dir]]])));
+ * while (!await walk.step(1000));
+ * console.assert(walk.usage("dir") >= 10_000);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export class DiskUsageWalk {
+  #roots: () => Promise<ReadonlyMap<string, readonly string[]>>;
+  #stack: WalkFrame[] = [];
+  #walking = false;
+  #partial = new Map<string, number>();
+  #complete = new Map<string, number>();
+  #links = new Set<string>();
+
+  /**
+   * Creates the walk; nothing is read until {@linkcode DiskUsageWalk.step}.
+   *
+   * @param roots What to measure, asked at the start of every walk: key → paths (a path may
+   *   be a file or a folder; a missing one counts 0).
+   */
+  constructor(roots: () => Promise<ReadonlyMap<string, readonly string[]>>) {
+    this.#roots = roots;
+  }
+
+  /**
+   * Looks at up to `maxEntries` more entries.
+   *
+   * @param maxEntries Most entries to `lstat` in this step.
+   * @returns True when a walk of every root ended in this step.
+   */
+  async step(maxEntries: number): Promise<boolean> {
+    if (!this.#walking) {
+      this.#walking = true;
+      this.#partial = new Map();
+      this.#links.clear();
+      const roots = await this.#roots();
+      for (const [key, paths] of roots) {
+        this.#partial.set(key, 0);
+        for (const path of paths) this.#stack.push({ key, path, next: 0 });
+      }
+    }
+    let budget = Math.max(1, maxEntries);
+    let batch = 0;
+    while (budget > 0 && this.#stack.length > 0) {
+      if (++batch % 256 === 0) await new Promise((resolve) => setTimeout(resolve, 0));
+      const frame = this.#stack.at(-1)!;
+      if (frame.entries === undefined) {
+        // A root: counted itself, then listed when it is a folder.
+        budget--;
+        const info = lstatOrUndefined(frame.path);
+        if (!info) {
+          this.#stack.pop();
+          continue;
+        }
+        this.#count(frame.key, info);
+        if (!info.isDirectory) {
+          this.#stack.pop();
+          continue;
+        }
+        frame.entries = await listOrEmpty(frame.path);
+        continue;
+      }
+      const entry = frame.entries[frame.next++];
+      if (entry === undefined) {
+        this.#stack.pop();
+        continue;
+      }
+      budget--;
+      const path = `${frame.path}/${entry.name}`;
+      const info = lstatOrUndefined(path);
+      if (!info) continue;
+      this.#count(frame.key, info);
+      if (info.isDirectory) {
+        this.#stack.push({ key: frame.key, path, entries: await listOrEmpty(path), next: 0 });
+      }
+    }
+    if (this.#stack.length > 0) return false;
+    this.#walking = false;
+    this.#complete = this.#partial;
+    this.#links.clear();
+    return true;
+  }
+
+  /** Drops the walk in progress (its partial totals too): the next step starts a new one. */
+  restart(): void {
+    this.#stack = [];
+    this.#walking = false;
+  }
+
+  /**
+   * Bytes used under `key`.
+   *
+   * @param key A key of the roots.
+   * @returns The larger of the last complete total and the running one; 0 before any.
+   */
+  usage(key: string): number {
+    return Math.max(this.#complete.get(key) ?? 0, this.#walking ? this.#partial.get(key) ?? 0 : 0);
+  }
+
+  #count(key: string, info: Deno.FileInfo): void {
+    if (!info.isDirectory && (info.nlink ?? 1) > 1) {
+      const id = `${info.dev}:${info.ino}`;
+      if (this.#links.has(id)) return;
+      if (this.#links.size < 100_000) this.#links.add(id);
+    }
+    const bytes = info.blocks !== null ? info.blocks * 512 : info.size;
+    this.#partial.set(key, (this.#partial.get(key) ?? 0) + bytes);
+  }
+}
+
+function lstatOrUndefined(path: string): Deno.FileInfo | undefined {
+  try {
+    return Deno.lstatSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+async function listOrEmpty(path: string): Promise<Deno.DirEntry[]> {
+  try {
+    return await Array.fromAsync(Deno.readDir(path));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * A quantity of bytes as Kubernetes' `Quantity.String()` writes it (canonical form): binary
+ * suffixes when the limit was written with one (`1Gi`), else decimal ones (`10M`).
+ */
+function formatQuantity(bytes: number, written: string): string {
+  if (/i$/.test(written)) {
+    for (
+      const [suffix, factor] of [
+        ["Ei", 2 ** 60],
+        ["Pi", 2 ** 50],
+        ["Ti", 2 ** 40],
+        [
+          "Gi",
+          2 ** 30,
+        ],
+        ["Mi", 2 ** 20],
+        ["Ki", 2 ** 10],
+      ] as const
+    ) {
+      if (bytes >= factor && bytes % factor === 0) return `${bytes / factor}${suffix}`;
+    }
+    return String(bytes);
+  }
+  for (
+    const [suffix, factor] of [["E", 1e18], ["P", 1e15], ["T", 1e12], ["G", 1e9], [
+      "M",
+      1e6,
+    ], ["k", 1e3]] as const
+  ) {
+    if (bytes >= factor && bytes % factor === 0) return `${bytes / factor}${suffix}`;
+  }
+  return String(bytes);
 }
