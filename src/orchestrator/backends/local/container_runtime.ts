@@ -96,6 +96,9 @@ export interface ContainerRuntime {
    * @param signal Aborts (kills) the container.
    * @param onStarted Called once the program itself is about to start.
    * @returns How it ended.
+   * @throws {LocalBackendError} `IMAGE_PULL_FAILED` or `INVALID_IMAGE_NAME` (with the engine's
+   * reason) when the container's image cannot be had; the container then waits with
+   * `ErrImagePull` / `InvalidImageName`, as on Kubernetes.
    */
   run(
     spec: ContainerRunSpec,

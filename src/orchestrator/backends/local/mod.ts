@@ -7,7 +7,8 @@
  * - {@linkcode HostRuntime} runs each container's argv directly on the host inside private
  *   mount + PID namespaces (volumes at their container paths). It does NOT isolate, ignores
  *   the image, and needs root or user namespaces.
- * - {@linkcode DockerRuntime} runs containers with docker or podman (untested here).
+ * - {@linkcode DockerRuntime} runs executor containers with a docker or podman engine (tested
+ *   against a private dockerd and podman).
  *
  * @module
  */
