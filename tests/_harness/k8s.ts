@@ -171,6 +171,15 @@ export interface ControlPlaneOptions {
    * @default {[]}
    */
   apiserverArgs?: string[];
+  /**
+   * kube-controller-manager controllers to run besides the garbage collector, namespace and
+   * service account controllers (for example `deployment-controller`, `replicaset-controller`,
+   * `job-controller`, `endpoints-controller`, and `root-ca-certificate-publisher-controller`,
+   * without which a pod that mounts a service account token waits forever for the
+   * `kube-root-ca.crt` ConfigMap).
+   * @default {[]}
+   */
+  extraControllers?: string[];
 }
 
 /** How long startup took, in milliseconds (for reports, never for assertions). */
@@ -490,6 +499,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     nodePods = "110",
     readyTimeoutMs = 90_000,
     apiserverArgs = [],
+    extraControllers = [],
   } = options;
   const bins = findControlPlaneBinaries();
   if (!bins) {
@@ -622,8 +632,12 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     const components = [
       component("kube-scheduler", bins.scheduler, []),
       component("kube-controller-manager", bins.controllerManager, [
-        "--controllers=garbage-collector-controller,namespace-controller," +
-        "serviceaccount-controller",
+        "--controllers=" + [
+          "garbage-collector-controller",
+          "namespace-controller",
+          "serviceaccount-controller",
+          ...extraControllers,
+        ].join(","),
         `--service-account-private-key-file=${dir}/sa.key`,
       ]),
     ] as const;

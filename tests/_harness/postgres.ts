@@ -69,13 +69,31 @@ async function run(asPostgres: boolean, program: string, args: string[]): Promis
   }
 }
 
+/** Options of {@linkcode startPostgres}. */
+export interface StartPostgresOptions {
+  /**
+   * More addresses to listen on besides 127.0.0.1 (for example a test node's address, so that
+   * pods reach the server). The port is free on loopback; the test owns these addresses.
+   * @default {[]}
+   */
+  extraListenAddresses?: readonly string[];
+  /**
+   * Client address ranges (CIDR) let in without a password, besides loopback (for example a
+   * test node's pod CIDR).
+   * @default {[]}
+   */
+  trustedCidrs?: readonly string[];
+}
+
 /**
  * Starts a fresh cluster.
  *
+ * @param options More listen addresses and trusted client ranges.
  * @returns Its URL and a `stop()` that must be awaited in the test's cleanup.
  * @throws {Error} When the binaries are missing or the server does not start.
  */
-export async function startPostgres(): Promise<PostgresCluster> {
+export async function startPostgres(options: StartPostgresOptions = {}): Promise<PostgresCluster> {
+  const { extraListenAddresses = [], trustedCidrs = [] } = options;
   const root = Deno.uid() === 0;
   const dir = await Deno.makeTempDir({ prefix: "planetary-pg-" });
   const data = `${dir}/data`;
@@ -93,11 +111,15 @@ export async function startPostgres(): Promise<PostgresCluster> {
       "--locale=C",
       "--no-sync",
     ]);
+    if (trustedCidrs.length) {
+      const hba = trustedCidrs.map((cidr) => `host all all ${cidr} trust\n`).join("");
+      await run(root, "sh", ["-c", 'printf "%s" "$1" >> "$2"', "sh", hba, `${data}/pg_hba.conf`]);
+    }
     const port = freePort();
     const settings = [
       `-p ${port}`,
       `-k ${dir}`,
-      "-c listen_addresses=127.0.0.1",
+      `-c listen_addresses=${["127.0.0.1", ...extraListenAddresses].join(",")}`,
       "-c fsync=off",
       "-c synchronous_commit=off",
       "-c full_page_writes=off",

@@ -294,6 +294,16 @@ function ownerAlive(record: NodeRecord): boolean {
   return processStart(record.ownerPid) === record.ownerStart;
 }
 
+/**
+ * The ids of the real nodes that a live test process runs now (on this machine, any test
+ * run): while one runs, machine-wide settings (sysctls, the kubelet's folders) are theirs.
+ *
+ * @returns The ids.
+ */
+export function liveRealNodes(): string[] {
+  return readRecords().filter(ownerAlive).map((record) => record.id);
+}
+
 function readRecords(): NodeRecord[] {
   const records: NodeRecord[] = [];
   try {

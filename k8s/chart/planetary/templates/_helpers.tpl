@@ -102,12 +102,14 @@ podAntiAffinity:
 {{- end -}}
 {{- end -}}
 
-{{/* A writable /tmp (the root filesystem is read-only); HOME and DENO_DIR point into it. */}}
+{{/*
+A writable /tmp (the root filesystem is read-only); HOME points into it. DENO_DIR is the image's
+own: /tmp/deno in the compiled release images, the read-only pre-filled cache of the `deno run`
+images (which run `--cached-only`: another DENO_DIR would have no modules).
+*/}}
 {{- define "planetary.tmpEnv" -}}
 - name: HOME
   value: /tmp
-- name: DENO_DIR
-  value: /tmp/deno
 {{- end -}}
 
 {{/* The api settings of the JSON config file (cli/api.ts --config). */}}
@@ -133,7 +135,7 @@ podAntiAffinity:
 {{/* The pod builder settings of the orchestrator (how task pods are built). */}}
 {{- define "planetary.podBuilderConfig" -}}
 {{- $t := .Values.tasks -}}
-{{- $c := dict "namespace" $t.namespace "transporterImage" (include "planetary.image" (dict "ctx" . "name" "planetary-transporter")) "transporterCommand" (list "/usr/local/bin/planetary-transporter") "transporterImagePullPolicy" .Values.image.pullPolicy "transporterResources" $t.transporter.resources "storageSecrets" $t.storageSecrets "defaultCpuCores" $t.defaultCpuCores "defaultRamGb" $t.defaultRamGb "defaultDiskGb" $t.defaultDiskGb "nodeSelector" $t.nodeSelector "tolerations" $t.tolerations "imagePullSecrets" $t.imagePullSecrets "zoneLabel" $t.zoneLabel "backendParameters" $t.backendParameters -}}
+{{- $c := dict "namespace" $t.namespace "transporterImage" (include "planetary.image" (dict "ctx" . "name" "planetary-transporter")) "transporterCommand" $t.transporter.command "transporterImagePullPolicy" .Values.image.pullPolicy "transporterResources" $t.transporter.resources "storageSecrets" $t.storageSecrets "defaultCpuCores" $t.defaultCpuCores "defaultRamGb" $t.defaultRamGb "defaultDiskGb" $t.defaultDiskGb "nodeSelector" $t.nodeSelector "tolerations" $t.tolerations "imagePullSecrets" $t.imagePullSecrets "zoneLabel" $t.zoneLabel "backendParameters" $t.backendParameters -}}
 {{- if $t.serviceAccount.create }}{{ $_ := set $c "serviceAccountName" (printf "%s-task" (include "planetary.fullname" .)) }}{{ end -}}
 {{- if $t.activeDeadlineSeconds }}{{ $_ := set $c "activeDeadlineSeconds" $t.activeDeadlineSeconds }}{{ end -}}
 {{- if $t.priorityClassName }}{{ $_ := set $c "priorityClassName" $t.priorityClassName }}{{ end -}}

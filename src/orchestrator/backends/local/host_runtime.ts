@@ -146,10 +146,9 @@ export const DEFAULT_CONTAINER_PATH =
  * The part of a setup script that bind-mounts `$n` mounts, given as the next `4 × $n`
  * arguments `kind mro source target` (`kind` = `file` or `dir`, `mro` = 1 for read-only), into
  * the new root `$root`. Each target is resolved inside the root first (`realpath -m`), so a
- * symlink in the image cannot send a mount outside it; `$nl` must hold a newline. Shared with
- * the test harness that runs the chart's pods (tests/_harness/pod_sandbox.ts).
+ * symlink in the image cannot send a mount outside it; `$nl` must hold a newline.
  */
-export const BIND_MOUNTS_SCRIPT = `while [ "$n" -gt 0 ]; do
+const BIND_MOUNTS_SCRIPT = `while [ "$n" -gt 0 ]; do
   kind=$1 mro=$2 src=$3 tgt=$4
   shift 4
   n=$((n - 1))
