@@ -380,14 +380,15 @@ Deno.test({
           ],
         }],
       });
-      // The end state to reach before cancelling: all three sleepers alive (or the task over).
-      let running = await client.getTask(id, "FULL");
+      // The state to reach before cancelling: all three sleepers alive (or the task over; the
+      // task may still read INITIALIZING then: the orchestrator records RUNNING a bit later).
+      let task = await client.getTask(id, "FULL");
       for (let i = 0; i < 1200 && sleepers(marker).length < 3; i++) {
-        if (!["QUEUED", "INITIALIZING", "RUNNING"].includes(running.state ?? "")) break;
+        if (!["QUEUED", "INITIALIZING", "RUNNING"].includes(task.state ?? "")) break;
         await new Promise((resolve) => setTimeout(resolve, 100));
-        running = await client.getTask(id, "FULL");
+        task = await client.getTask(id, "FULL");
       }
-      assert.equal(running.state, "RUNNING", describe(running));
+      assert.equal(sleepers(marker).length, 3, describe(task));
       const users = sleepers(marker).map((p) => p.uid);
       assert.deepEqual(users, [65534, 65534, 65534], JSON.stringify(sleepers(marker)));
       await client.cancelTask(id);
