@@ -1,15 +1,32 @@
 /**
  * End-to-end suite of Planetary on Kubernetes: every case of tests/_e2e_cases.ts, plus the
  * Kubernetes-only ones (hostile names accepted by the apiserver, cancel at each phase leaving
- * nothing behind, adoption after a kill -9, apiserver restart with a 410, node faults), run
- * against a real apiserver with the services as subprocesses (tests/_harness/cluster.ts).
+ * nothing behind, adoption after a kill -9, apiserver restart with a 410, failures produced by
+ * the real kubelet), run against a real apiserver and a REAL NODE (a kubelet with a private
+ * containerd, tests/_harness/real_node.ts) with the services as subprocesses
+ * (tests/_harness/cluster.ts). The transporter runs from its image in every task pod; the
+ * executor images are static busybox images imported under the names the cases use.
  *
- * One control plane, one node agent and one PostgreSQL serve several deployments, each in its
- * own namespace and database, all at the same time: the main one runs the independent cases
- * concurrently; the one-slot case, each restart case, the adoption case and the fault cases
- * get their own. The fault cases run alone after that busy phase (their monitor's short Pending
- * timeout would take a pod that is merely slow to start on a loaded machine for a stuck one),
- * and the apiserver restart comes last, alone, since it interrupts every deployment.
+ * The failure cases come from the kubelet, not from our code: an image that is not there
+ * (ErrImagePull, then the monitor's pull timeout), a pod no node can take (the scheduler's
+ * Unschedulable, then the monitor's Pending timeout), an executor over its memory limit
+ * (judged by the reason OOMKilled), a task over its time limit (`activeDeadlineSeconds`:
+ * DeadlineExceeded), and the node going away (the kubelet stopped: the node-lifecycle
+ * controller taints the Node unreachable after its grace period and the taint-eviction
+ * controller evicts the pod after its toleration: PREEMPTED with the reason; then the kubelet
+ * comes back and the pod is gone).
+ *
+ * Pods on the real node cannot reach 127.0.0.1 of the test process: a server that a task
+ * downloads from listens on the node's address (`infra.podReachableHost`), so the shared case
+ * "cancel while downloading an input" runs here in that form.
+ *
+ * One control plane, one node and one PostgreSQL serve several deployments, each in its own
+ * namespace and database, all at the same time: the main one runs the independent cases
+ * concurrently; the one-slot case, each restart case and the adoption case get their own. The
+ * failure cases run after that busy phase (their monitor's short Pending timeout would take a
+ * pod that is merely slow to start on a loaded machine for a stuck one), the node going away
+ * alone after them, and the apiserver restart comes last, alone, since it interrupts every
+ * deployment.
  *
  * `ctx.restart(signal)` of the restart cases stops every orchestrator of the deployment with
  * the signal and starts them again (same owner ids): the API is stateless and the pods keep
@@ -28,16 +45,28 @@ import {
   startClusterInfra,
   startPlanetary,
 } from "./_harness/cluster.ts";
+import { findProcesses, processAlive } from "./_harness/serve.ts";
 import { podName } from "../src/pod/pod_name.ts";
 import type { TesClient } from "../src/client/mod.ts";
 import type { TesState, TesTask } from "../src/tes/model.ts";
 import { isTerminal } from "../src/tes/state.ts";
 
-const ENABLED = await requirePlanetaryCluster();
+const ENABLED = await requirePlanetaryCluster("real");
 
 /** Longest time a quick task may take (the 2-core CI machine runs many at once). */
-const TASK_DEADLINE_MS = 90_000;
+const TASK_DEADLINE_MS = 180_000;
 const ALPINE = "alpine:3.20";
+/**
+ * Shared cases that run here in a Kubernetes form (`cancelCases`): the download needs a server
+ * the pods reach; the running task's processes outlive CANCELED by the pod's grace period (the
+ * state is CANCELED at the pod's deletionTimestamp, the kubelet then stops the containers), and
+ * the kubelet reports RUNNING a moment after the processes start, so that case waits for the
+ * state and judges the processes once the pod is gone.
+ */
+const SHARED_IN_KUBERNETES_FORM: readonly string[] = [
+  "cancel while downloading an input ends CANCELED and the download stops",
+  "cancel while running ends CANCELED and kills every process of the task",
+];
 
 async function poll<T>(
   what: string,
@@ -192,27 +221,42 @@ const hostileCase: E2eCase = {
 function cancelCases(cluster: PlanetaryCluster): E2eCase[] {
   return [
     {
-      name: "cancel while INITIALIZING (downloading) leaves no pod and no ConfigMap",
+      name: "cancel while INITIALIZING (downloading) stops the download, leaves no pod and " +
+        "no ConfigMap",
       async run(ctx) {
+        const requested = Promise.withResolvers<void>();
+        let disconnected = false;
         let stalled: ReadableStreamDefaultController<Uint8Array> | undefined;
-        const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
+        const hostname = cluster.infra.podReachableHost;
+        const server = Deno.serve({ hostname, port: 0, onListen() {} }, () => {
+          requested.resolve();
           const body = new ReadableStream<Uint8Array>({
             start(controller) {
               stalled = controller;
               controller.enqueue(new TextEncoder().encode("a few bytes, then nothing"));
+            },
+            cancel() {
+              disconnected = true;
             },
           });
           return new Response(body, { headers: { "content-length": "1000000" } });
         });
         try {
           const id = await ctx.client.createTask({
-            inputs: [{ url: `http://127.0.0.1:${server.addr.port}/big`, path: "/in/big" }],
+            inputs: [{ url: `http://${hostname}:${server.addr.port}/big`, path: "/in/big" }],
             executors: [{ image: ALPINE, command: ["echo", "must not run"] }],
           });
+          await requested.promise;
           await waitState(ctx.client, id, ["INITIALIZING"]);
           await ctx.client.cancelTask(id);
-          assert.equal((await waitDone(ctx.client, id)).state, "CANCELED");
+          const task = await waitDone(ctx.client, id);
+          assert.equal(task.state, "CANCELED", JSON.stringify(task));
+          assert.deepEqual(task.logs?.[0]?.logs ?? [], []);
           await assertNothingLeft(cluster, id);
+          await poll(
+            "the stalled download to be dropped",
+            () => Promise.resolve(disconnected ? true : undefined),
+          );
         } finally {
           try {
             stalled?.close();
@@ -224,15 +268,41 @@ function cancelCases(cluster: PlanetaryCluster): E2eCase[] {
       },
     },
     {
-      name: "cancel while RUNNING leaves no pod and no ConfigMap",
+      name: "cancel while RUNNING kills every process of the task, leaves no pod and no " +
+        "ConfigMap, uploads nothing",
       async run(ctx) {
+        const marker = crypto.randomUUID();
+        const dir = `cancel-running-${marker}`;
         const id = await ctx.client.createTask({
-          executors: [{ image: ALPINE, command: ["sleep", "300"] }],
+          outputs: [{ url: ctx.fileUrl(`${dir}/after`), path: "/out/after" }],
+          executors: [
+            {
+              image: ALPINE,
+              command: ["sh", "-c", "sleep 300 & wait; echo late > /out/after"],
+              env: { E2E_MARKER: marker },
+            },
+            { image: ALPINE, command: ["sh", "-c", "echo never > /out/after"] },
+          ],
         });
         await waitState(ctx.client, id, ["RUNNING"]);
+        const pids = await poll("the task's processes to run", async () => {
+          const found = await findProcesses((p) => p.environ.includes(`E2E_MARKER=${marker}`));
+          return found.length >= 2 ? found : undefined;
+        });
+        const canceled = Date.now();
         await ctx.client.cancelTask(id);
-        assert.equal((await waitDone(ctx.client, id)).state, "CANCELED");
+        const task = await waitDone(ctx.client, id);
+        assert.equal(task.state, "CANCELED", JSON.stringify(task));
         await assertNothingLeft(cluster, id);
+        // for the notes: the pod's grace period (a shell PID 1 ignores SIGTERM) dominates
+        console.error(`cancel of a RUNNING task -> pod gone: ${Date.now() - canceled} ms`);
+        const alive = pids.filter((pid) => processAlive(pid));
+        assert.deepEqual(alive, [], `processes of a CANCELED task still run: ${alive}`);
+        const after = await Deno.stat(`${ctx.storageDir}/${dir}/after`).then(
+          () => true,
+          () => false,
+        );
+        assert.equal(after, false, "an output of the canceled task was uploaded");
       },
     },
   ];
@@ -315,38 +385,108 @@ function adoptionCase(cluster: PlanetaryCluster): E2eCase {
   };
 }
 
-/** Node faults: submitted while no orchestrator runs, so the fault is in place before the pod. */
+/** The system logs of a task, one string. */
+function systemLogsOf(task: TesTask): string {
+  return (task.logs ?? []).flatMap((l) => l.system_logs ?? []).join("\n");
+}
+
+/**
+ * Failures the real kubelet and scheduler produce: a missing image, a pod no node can take and
+ * an executor over its memory limit, each with its reason in system_logs.
+ */
 function faultCases(cluster: PlanetaryCluster): E2eCase {
   return {
-    name: "image pull failure and stuck Pending end SYSTEM_ERROR, OOM EXECUTOR_ERROR, " +
-      "eviction PREEMPTED, each with its reason in system_logs",
+    name: "a missing image and a pod no node can take end SYSTEM_ERROR, an executor over its " +
+      "memory limit EXECUTOR_ERROR (OOMKilled), each with its reason in system_logs",
     async run(ctx) {
-      const submit = (fault: Parameters<typeof cluster.nodeAgent.injectFault>[1]) =>
-        ctx.client.createTask({
-          name: fault.kind,
-          executors: [{ image: ALPINE, command: ["sh", "-c", "echo ran; sleep 2"] }],
-        }).then((id) => {
-          cluster.nodeAgent.injectFault(podName(id), fault);
-          return id;
-        });
-      const pull = await submit({ kind: "ErrImagePull" });
-      const stuck = await submit({ kind: "StuckPending" });
-      const oom = await submit({ kind: "OOMKilled" });
-      const evicted = await submit({ kind: "Evicted" });
-      await cluster.startOrchestrator(0);
+      const missing = "planetary-test/not-here:1";
+      const pull = await ctx.client.createTask({
+        name: "missing image",
+        executors: [{ image: missing, command: ["echo", "never"] }],
+      });
+      const unschedulable = await ctx.client.createTask({
+        name: "too big for any node",
+        resources: { cpu_cores: 64 },
+        executors: [{ image: ALPINE, command: ["echo", "never"] }],
+      });
+      const oom = await ctx.client.createTask({
+        name: "over its memory limit",
+        resources: { ram_gb: 0.032 },
+        // a 256 MiB buffer in a 32 MB container; the shell then exits 0, so only the reason
+        // tells (as on any kubelet)
+        executors: [{
+          image: ALPINE,
+          command: ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=256M count=1; echo survived"],
+        }],
+      });
       const expect: [string, TesState, RegExp][] = [
-        [pull, "SYSTEM_ERROR", /ImagePullBackOff|ErrImagePull|pull/i],
-        [stuck, "SYSTEM_ERROR", /Pending/i],
-        [oom, "EXECUTOR_ERROR", /out of memory/],
-        [evicted, "PREEMPTED", /evicted/i],
+        [pull, "SYSTEM_ERROR", new RegExp(`${missing}.*(ErrImagePull|ImagePullBackOff)`)],
+        [unschedulable, "SYSTEM_ERROR", /Pending.*(Insufficient cpu|nodes are available)/],
+        [oom, "EXECUTOR_ERROR", /OOMKilled/],
       ];
       for (const [id, state, reason] of expect) {
         const task = await waitDone(ctx.client, id);
         assert.equal(task.state, state, JSON.stringify(task));
-        const systemLogs = (task.logs ?? []).flatMap((l) => l.system_logs ?? []).join("\n");
-        assert.match(systemLogs, reason, JSON.stringify(task));
+        assert.match(systemLogsOf(task), reason, JSON.stringify(task));
         await assertNothingLeft(cluster, id);
       }
+    },
+  };
+}
+
+/** A deployment whose pods have `activeDeadlineSeconds`: the kubelet stops a task over it. */
+function deadlineCase(cluster: PlanetaryCluster): E2eCase {
+  return {
+    name: "a task over its time limit ends SYSTEM_ERROR with DeadlineExceeded",
+    async run(ctx) {
+      const id = await ctx.client.createTask({
+        executors: [{ image: ALPINE, command: ["sleep", "300"] }],
+      });
+      await waitState(ctx.client, id, ["RUNNING", "SYSTEM_ERROR"]);
+      const running = Date.now();
+      const task = await waitDone(ctx.client, id);
+      assert.equal(task.state, "SYSTEM_ERROR", JSON.stringify(task));
+      assert.match(systemLogsOf(task), /time limit.*DeadlineExceeded/, JSON.stringify(task));
+      console.error(`deadline: RUNNING seen -> SYSTEM_ERROR ${Date.now() - running} ms`);
+      await assertNothingLeft(cluster, id);
+    },
+  };
+}
+
+/**
+ * The node goes away (its kubelet stops; the containers keep running in containerd): after the
+ * node-lifecycle controller's grace period the Node is tainted unreachable and the pod evicted
+ * once its toleration passes; the task ends PREEMPTED with the reason. Then the kubelet comes
+ * back and the pod is gone.
+ */
+function nodeLostCase(cluster: PlanetaryCluster): E2eCase {
+  return {
+    name: "the node going away (kubelet stopped) ends a RUNNING task PREEMPTED with the reason",
+    async run(ctx) {
+      const node = cluster.realNode;
+      assert.ok(node, "this case needs the real node");
+      const id = await ctx.client.createTask({
+        executors: [{ image: ALPINE, command: ["sleep", "600"] }],
+      });
+      await waitState(ctx.client, id, ["RUNNING"]);
+      const stopped = Date.now();
+      await node.stopKubelet();
+      try {
+        // the controller's default grace period (50 s) plus the toleration and the monitor
+        const task = await waitDone(ctx.client, id, 300_000);
+        assert.equal(task.state, "PREEMPTED", JSON.stringify(task));
+        assert.match(systemLogsOf(task), /preempted.*DeletionByTaintManager/, JSON.stringify(task));
+        console.error(`node lost: kubelet stopped -> PREEMPTED ${Date.now() - stopped} ms`);
+      } finally {
+        await node.startKubelet();
+      }
+      await assertNothingLeft(cluster, id);
+      // the node is usable again
+      const after = await ctx.client.createTask({
+        executors: [{ image: ALPINE, command: ["echo", "back"] }],
+      });
+      const task = await waitDone(ctx.client, after, 300_000);
+      assert.equal(task.state, "COMPLETE", JSON.stringify(task));
     },
   };
 }
@@ -413,16 +553,16 @@ function apiserverRestartCase(cluster: PlanetaryCluster): E2eCase {
 // ---- the suite --------------------------------------------------------------------------------
 
 Deno.test({
-  name: "Planetary on Kubernetes (real apiserver, node agent) runs TES tasks end to end",
+  name: "Planetary on Kubernetes (real apiserver, real kubelet) runs TES tasks end to end",
   ignore: !ENABLED,
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
-    const plain = E2E_CASES.filter((c) => !c.needs);
+    const plain = E2E_CASES.filter((c) => !c.needs && !SHARED_IN_KUBERNETES_FORM.includes(c.name));
     const oneSlot = E2E_CASES.filter((c) => c.needs?.maxTasks === 1 && !c.needs.restart);
     const restarts = E2E_CASES.filter((c) => c.needs?.restart);
     const started = Date.now();
-    const infra: ClusterInfra = await startClusterInfra();
+    const infra: ClusterInfra = await startClusterInfra({ node: "real" });
     const deployments: PlanetaryCluster[] = [];
     let failed = false;
     const deploy = async (options: PlanetaryOptions): Promise<PlanetaryCluster> => {
@@ -432,28 +572,36 @@ Deno.test({
     };
     const monitorArgs = ["--interval-s", "2"];
     try {
-      const [main, one, faults, adopt, ...restartClusters] = await Promise.all([
-        deploy({ monitorArgs }),
-        deploy({ namespace: "planetary-one", orchestrators: 1, maxTasks: 1, monitorArgs }),
-        // short timeouts: its case runs alone, after the busy phase, so that a pod that is merely
-        // slow to start on a loaded 2-core machine is not taken for a stuck one
-        deploy({
-          namespace: "planetary-faults",
-          orchestrators: 0,
-          monitorArgs: [
-            "--interval-s",
-            "1",
-            "--image-pull-timeout-s",
-            "2",
-            "--pending-timeout-s",
-            "8",
-          ],
-        }),
-        deploy({ namespace: "planetary-adopt", monitorArgs }),
-        ...restarts.map((_, i) =>
-          deploy({ namespace: `planetary-restart-${i}`, orchestrators: 1, monitorArgs })
-        ),
-      ]);
+      const [main, one, faults, deadline, nodeLost, adopt, ...restartClusters] = await Promise
+        .all([
+          deploy({ monitorArgs }),
+          deploy({ namespace: "planetary-one", orchestrators: 1, maxTasks: 1, monitorArgs }),
+          // short timeouts: its case runs after the busy phase, so that a pod that is merely
+          // slow to start on a loaded 2-core machine is not taken for a stuck one
+          deploy({
+            namespace: "planetary-faults",
+            orchestrators: 1,
+            monitorArgs: [
+              "--interval-s",
+              "1",
+              "--image-pull-timeout-s",
+              "5",
+              "--pending-timeout-s",
+              "10",
+            ],
+          }),
+          deploy({
+            namespace: "planetary-deadline",
+            orchestrators: 1,
+            monitorArgs,
+            podConfig: { activeDeadlineSeconds: 8 },
+          }),
+          deploy({ namespace: "planetary-node-lost", orchestrators: 1, monitorArgs }),
+          deploy({ namespace: "planetary-adopt", monitorArgs }),
+          ...restarts.map((_, i) =>
+            deploy({ namespace: `planetary-restart-${i}`, orchestrators: 1, monitorArgs })
+          ),
+        ]);
       console.error(
         `cluster and ${deployments.length} deployments up in ${Date.now() - started} ms`,
       );
@@ -463,7 +611,14 @@ Deno.test({
         runCases(t, [adoptionCase(adopt!)], contextOf(adopt!), false),
         ...restarts.map((c, i) => runCases(t, [c], contextOf(restartClusters[i]!), false)),
       ]);
-      results.push(await runCases(t, [faultCases(faults!)], contextOf(faults!), false));
+      results.push(
+        ...await Promise.all([
+          runCases(t, [faultCases(faults!)], contextOf(faults!), false),
+          runCases(t, [deadlineCase(deadline!)], contextOf(deadline!), false),
+        ]),
+      );
+      // alone: it takes the node away from every deployment
+      results.push(await runCases(t, [nodeLostCase(nodeLost!)], contextOf(nodeLost!), false));
       // last and alone: it interrupts every deployment
       results.push(await runCases(t, [apiserverRestartCase(main!)], contextOf(main!), false));
       failed = results.includes(false);
@@ -475,6 +630,7 @@ Deno.test({
       if (failed) {
         for (const d of deployments) console.error(d.logs());
         console.error(infra.controlPlane.logTails(20));
+        console.error(infra.realNode?.logTails(40));
       }
       await Promise.all(deployments.map((d) => d.stop()));
       await infra.stop();

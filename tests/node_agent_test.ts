@@ -2,6 +2,8 @@
  * Tests of the node agent (tests/_harness/node_agent.ts): task pods built by `buildTaskPod()`
  * run for real on a fake Node of the loopback control plane, their status mirrored to the
  * apiserver, their logs served through the apiserver's `pods/log`, and each injected fault.
+ * The Kubernetes end-to-end suite no longer uses the agent (it runs on a real kubelet); see the
+ * header of tests/_harness/node_agent.ts for what the agent is still for.
  *
  * @module
  */

@@ -433,6 +433,7 @@ export function buildTaskPod(
       restartPolicy: "Never",
       automountServiceAccountToken: false,
       enableServiceLinks: false,
+      terminationGracePeriodSeconds: resolved.terminationGracePeriodSeconds,
       initContainers: [transporter("inputs"), ...executors],
       containers: [transporter("outputs")],
       volumes,

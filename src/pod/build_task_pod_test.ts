@@ -73,6 +73,7 @@ Deno.test("buildTaskPod() lays out inputs, one container per executor, and outpu
   assertEquals(pod.metadata?.name, "task-task1");
   assertEquals(configMap.metadata?.name, "task-task1");
   assertEquals(pod.spec?.restartPolicy, "Never");
+  assertEquals(pod.spec?.terminationGracePeriodSeconds, 5);
   assertEquals(pod.spec?.automountServiceAccountToken, false);
   assertEquals(pod.spec?.enableServiceLinks, false);
   assertEquals(pod.spec?.initContainers?.map((c) => c.name), [

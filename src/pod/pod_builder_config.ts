@@ -101,6 +101,15 @@ export interface PodBuilderConfig {
   imagePullSecrets?: string[];
   /** Seconds after which a task pod is stopped (`activeDeadlineSeconds`). @default undefined (no limit) */
   activeDeadlineSeconds?: number;
+  /**
+   * Seconds the kubelet waits after SIGTERM before it kills a task pod's containers
+   * (`terminationGracePeriodSeconds`), on cancel, deadline and node drain. Short, because an
+   * executor whose PID 1 is a shell ignores SIGTERM and a cancel would otherwise wait the
+   * Kubernetes default of 30 s; the transporter of outputs needs no grace (a stopped pod
+   * uploads nothing).
+   * @default 5
+   */
+  terminationGracePeriodSeconds?: number;
   /** Priority class of task pods. @default undefined */
   priorityClassName?: string;
   /** Runtime class of task pods (for example `gvisor`). @default undefined */
@@ -183,6 +192,7 @@ export function resolvePodBuilderConfig(config: PodBuilderConfig = {}): Resolved
     fsGroup: TRANSPORTER_UID,
     labels: {},
     maxSpecBytes: 1_000_000,
+    terminationGracePeriodSeconds: 5,
   };
   const resolved: Record<string, unknown> = { ...defaults };
   for (const [key, value] of Object.entries(config)) {

@@ -1,13 +1,33 @@
 /**
  * "Planetary on the test cluster": the Kubernetes deployment of Planetary, run for real on
- * loopback. PostgreSQL, the control plane of `./k8s.ts`, a node agent (`./node_agent.ts`) that
- * runs the pods with the host runtime, and the three services as `deno run` SUBPROCESSES with
- * exactly their exported permission flags: `planetary-api migrate`, then the API, N
- * orchestrators (`--owner orch-1`, `orch-2`, …) and the monitor, each talking to the apiserver
- * as the least-privilege `planetary` user bound by `k8s/rbac/task-role.yaml` in a namespace
- * that enforces the `baseline` Pod Security level.
+ * loopback. PostgreSQL, the control plane of `./k8s.ts`, a node that runs the pods, and the
+ * three services as `deno run` SUBPROCESSES with exactly their exported permission flags:
+ * `planetary-api migrate`, then the API, N orchestrators (`--owner orch-1`, `orch-2`, …) and
+ * the monitor, each talking to the apiserver as the least-privilege `planetary` user bound by
+ * `k8s/rbac/task-role.yaml` in a namespace that enforces the `baseline` Pod Security level.
  *
- * The infrastructure (database server, control plane, node agent) can be shared by several
+ * The node (option `node`):
+ * - `"real"` (the default): a real kubelet with a private containerd (`./real_node.ts`). The
+ *   transporter runs from its image (the `transporter-run` target of `k8s/Dockerfile`, built by
+ *   `./service_images.ts` and imported with `ctr`), the executor images of the suites
+ *   (`alpine:3.20`, `alpine:latest`, `busybox:latest`) are static busybox images imported under
+ *   those names. `file://` storage: each deployment's storage folder reaches the transporter
+ *   containers (never an executor) as a pre-bound hostPath PersistentVolume, added to every
+ *   task pod of its namespace by a MutatingAdmissionPolicy (1.33's admission plugin reads the
+ *   `v1alpha1` API: feature gate and runtime-config set on the apiserver) at `/planetary/host<folder>`, as `planetary serve` shares `--file-allow`
+ *   folders; the pod builder itself has no volume setting, and a PVC volume keeps the
+ *   namespace's `baseline` level (which refuses hostPath volumes). The transporter runs as uid
+ *   65532, so the test process runs with umask 0 while the infrastructure lives (folders the
+ *   cases make are writable by it). The node-lifecycle and taint-eviction controllers run, with
+ *   short default tolerations, so that a node that stops reporting has its pods evicted (an
+ *   unschedulable witness Node in another zone stays Ready meanwhile: with every Node lost the
+ *   controller assumes a control-plane outage and evicts nothing). Task pods ask for little
+ *   (10m CPU, 256 MB, see `REAL_NODE_POD_DEFAULTS`): the node has 2 CPUs.
+ * - `"agent"`: the node agent of `./node_agent.ts` (a fake Node; the pods run with the host
+ *   runtime, the transporter from this source tree), for the comparison run of
+ *   `bench/k8s.ts --node agent`.
+ *
+ * The infrastructure (database server, control plane, node) can be shared by several
  * deployments (each with its own database, namespace and storage folder):
  * {@linkcode startClusterInfra} once, then {@linkcode startPlanetary} per deployment;
  * {@linkcode startPlanetaryCluster} does both for one deployment.
@@ -30,6 +50,7 @@ import { MONITOR_PERMISSIONS } from "../../cli/monitor.ts";
 import { ORCHESTRATOR_PERMISSIONS } from "../../cli/orchestrator.ts";
 import { TesClient } from "../../src/client/mod.ts";
 import type { PodBuilderConfig } from "../../src/pod/pod_builder_config.ts";
+import process from "node:process";
 import { localTransporterCommand } from "../../src/server/execution.ts";
 import { requireComponent, which } from "./component.ts";
 import {
@@ -53,6 +74,14 @@ import {
 } from "./postgres.ts";
 import { HostRuntime } from "../../src/orchestrator/backends/local/host_runtime.ts";
 import { killWithGrace } from "./process.ts";
+import {
+  importBusyboxImagesIntoNode,
+  type RealNode,
+  realNodeMissing,
+  requireRealNode,
+  startRealNode,
+} from "./real_node.ts";
+import { buildServiceImages, serviceEntrypoint, serviceImagesMissing } from "./service_images.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const CONFIG = `${REPO}/deno.json`;
@@ -76,14 +105,42 @@ function hostDenoDir(): string | undefined {
 /** The namespace of task pods. */
 export const TASK_NAMESPACE = "planetary-tasks";
 
+/** Which node runs the task pods (see the module doc). */
+export type ClusterNode = "real" | "agent";
+
 /**
- * Whether the cluster can run here: control-plane binaries, PostgreSQL and the host runtime.
- * Skips locally, FAILS under `CI=true` when one is missing.
+ * Why a cluster with a `node` cannot run here, or undefined when it can (for a benchmark that
+ * exits instead of skipping).
  *
+ * @param node The node.
+ * @returns A one-line reason, or undefined.
+ */
+export async function clusterNodeMissing(node: ClusterNode): Promise<string | undefined> {
+  if (node === "agent") {
+    if (!which("unshare")) return "host runtime: needs util-linux `unshare`";
+    return await new HostRuntime().ensureAvailable().then(
+      () => undefined,
+      () => "host runtime: needs root or user namespaces with overlayfs",
+    );
+  }
+  return realNodeMissing() ?? await serviceImagesMissing();
+}
+
+/**
+ * Whether the cluster can run here: control-plane binaries, PostgreSQL, and the node: the real
+ * node's parts and the service images (or a way to build them), or the host runtime for the
+ * node agent. Skips locally, FAILS under `CI=true` when one is missing.
+ *
+ * @param node The node. @default {"real"}
  * @returns Whether tests of the cluster run.
  */
-export async function requirePlanetaryCluster(): Promise<boolean> {
+export async function requirePlanetaryCluster(node: ClusterNode = "real"): Promise<boolean> {
   if (!requireControlPlane() || !requirePostgres()) return false;
+  if (node === "real") {
+    if (!requireRealNode()) return false;
+    const images = await serviceImagesMissing();
+    return requireComponent(images === undefined, images ?? "");
+  }
   let hostRuntime = false;
   if (which("unshare")) {
     try {
@@ -246,23 +303,31 @@ export class ServiceProcess {
 
 /** Options of {@linkcode startClusterInfra}. */
 export interface ClusterInfraOptions {
-  /** Allocatable pods of the fake Node. @default {"500"} */
+  /** Which node runs the task pods. @default {"real"} */
+  node?: ClusterNode;
+  /** Allocatable pods of the Node (the real kubelet's `maxPods`). @default {"500"} */
   nodePods?: string;
-  /** Faults by pod name for the node agent. @default {{}} */
+  /** Faults by pod name for the node agent (`node: "agent"` only). @default {{}} */
   faults?: Record<string, NodeAgentFault>;
-  /** Shortest time between two status writes of one pod by the node agent, ms. @default {100} */
+  /**
+   * Shortest time between two status writes of one pod by the node agent, ms (`node: "agent"`
+   * only). @default {100}
+   */
   statusIntervalMs?: number;
   /** More control plane options. @default {{}} */
   controlPlane?: Omit<ControlPlaneOptions, "nodes" | "nodePods">;
   /**
-   * Wraps the node agent's host runtime (for example to bound how many containers run at once).
+   * Wraps the node agent's host runtime (for example to bound how many containers run at once;
+   * `node: "agent"` only).
    * @default {none}
    */
   wrapRuntime?: (inner: ContainerRuntime) => ContainerRuntime;
 }
 
-/** Database server, control plane and node agent, shared by deployments. */
+/** Database server, control plane and node, shared by deployments. */
 export interface ClusterInfra {
+  /** Which node runs the task pods. */
+  readonly node: ClusterNode;
   /** The temp dir of everything (logs, storage). */
   readonly dir: string;
   /** The folder under which every deployment's `file://` storage lives (shared with pods). */
@@ -271,24 +336,58 @@ export interface ClusterInfra {
   readonly postgres: PostgresCluster;
   /** The control plane. */
   readonly controlPlane: ControlPlane;
-  /** The node agent. */
-  readonly nodeAgent: NodeAgent;
+  /** The node agent (`node: "agent"`), else undefined. */
+  readonly nodeAgent: NodeAgent | undefined;
+  /** The real node (`node: "real"`), else undefined. */
+  readonly realNode: RealNode | undefined;
+  /**
+   * The address where task pods reach a server of the test process (a server must listen
+   * there, not on 127.0.0.1): the real node's IP, or 127.0.0.1 for the node agent's pods.
+   */
+  readonly podReachableHost: string;
+  /** The pod builder settings of this node (transporter, resources), under each deployment's. */
+  readonly podDefaults: PodBuilderConfig;
   /** Admin clients of the apiserver. */
-  readonly admin: { core: k8s.CoreV1Api; rbac: k8s.RbacAuthorizationV1Api };
-  /** Stops the node agent, the control plane, PostgreSQL; removes the temp dir. */
+  readonly admin: {
+    core: k8s.CoreV1Api;
+    rbac: k8s.RbacAuthorizationV1Api;
+    objects: k8s.KubernetesObjectApi;
+  };
+  /** Stops the node, the control plane, PostgreSQL; removes the temp dir. */
   stop(): Promise<void>;
 }
 
 /**
- * Starts PostgreSQL, the control plane with one fake Node (room for many pods) and the node
- * agent. The storage root is shared with every pod at `/planetary/host<path>`, as
- * `planetary serve` shares `--file-allow` folders.
+ * Default tolerations of the real-node control plane for a NotReady or unreachable node, in
+ * seconds (DefaultTolerationSeconds admission): how long after the node-lifecycle controller
+ * taints a node that stopped reporting its pods are evicted.
+ */
+export const NODE_LOST_TOLERATION_SECONDS = 5;
+
+/**
+ * Task pod resources for the real node (2 CPUs here): tasks that give none ask for 10m CPU
+ * (no CPU limit) and 256 MB, the transporters for 10m and 64 MiB, so that a hundred pods fit
+ * at once as they did on the node agent's roomy fake Node; a task's own `resources` still win.
+ */
+const REAL_NODE_POD_DEFAULTS: PodBuilderConfig = {
+  defaultCpuCores: 0.01,
+  cpuLimit: false,
+  defaultRamGb: 0.256,
+  transporterResources: { requests: { cpu: "10m", memory: "64Mi" }, limits: { memory: "1Gi" } },
+};
+
+/**
+ * Starts PostgreSQL, the control plane and the node: a real kubelet with the images of the
+ * suites imported (default), or one fake Node and the node agent. The storage root is shared
+ * with the transporter of every pod at `/planetary/host<path>`, as `planetary serve` shares
+ * `--file-allow` folders.
  *
- * @param options Node capacity and faults.
+ * @param options The node, its capacity and (node agent) faults.
  * @returns The running infrastructure.
  */
 export async function startClusterInfra(options: ClusterInfraOptions = {}): Promise<ClusterInfra> {
   const {
+    node = "real",
     nodePods = "500",
     faults = {},
     statusIntervalMs = 100,
@@ -305,19 +404,81 @@ export async function startClusterInfra(options: ClusterInfraOptions = {}): Prom
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
   try {
+    if (node === "real") {
+      // the transporter (uid 65532) writes into folders that the cases make as root
+      const umask = process.umask(0);
+      stops.push(() => Promise.resolve(void process.umask(umask)));
+      await Deno.chmod(filesRoot, 0o777);
+    }
     const [postgres, cp] = await Promise.all([
       startPostgres(),
-      startControlPlane({
-        nodes: ["node-1"],
-        // requests of every task pod fit many times over: only the pods count limits
-        nodeCpu: "4000",
-        nodeMemory: "16000Gi",
-        nodePods,
-        ...controlPlane,
-      }),
+      node === "real"
+        ? startControlPlane({
+          nodes: [],
+          ...controlPlane,
+          apiserverArgs: [
+            // the MutatingAdmissionPolicy that shares the storage folders (see the module doc)
+            "--feature-gates=MutatingAdmissionPolicy=true",
+            "--runtime-config=admissionregistration.k8s.io/v1alpha1=true",
+            `--default-not-ready-toleration-seconds=${NODE_LOST_TOLERATION_SECONDS}`,
+            `--default-unreachable-toleration-seconds=${NODE_LOST_TOLERATION_SECONDS}`,
+            ...(controlPlane.apiserverArgs ?? []),
+          ],
+          extraControllers: [
+            "node-lifecycle-controller",
+            "taint-eviction-controller",
+            ...(controlPlane.extraControllers ?? []),
+          ],
+        })
+        : startControlPlane({
+          nodes: ["node-1"],
+          // requests of every task pod fit many times over: only the pods count limits
+          nodeCpu: "4000",
+          nodeMemory: "16000Gi",
+          nodePods,
+          ...controlPlane,
+        }),
     ]);
     stops.push(() => postgres.stop());
     stops.push(() => cp.stop());
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(cp.adminKubeconfigPath);
+    const admin = {
+      core: kc.makeApiClient(k8s.CoreV1Api),
+      rbac: kc.makeApiClient(k8s.RbacAuthorizationV1Api),
+      objects: k8s.KubernetesObjectApi.makeApiClient(kc),
+    };
+    if (node === "real") {
+      const stopWitness = await keepWitnessNodeReady(admin.core);
+      stops.push(stopWitness);
+      const [realNode, images] = await Promise.all([
+        startRealNode({ controlPlane: cp, nodeName: "node-1", maxPods: Number(nodePods) }),
+        buildServiceImages(),
+      ]);
+      stops.push(() => realNode.stop());
+      await Promise.all([
+        importBusyboxImagesIntoNode(realNode),
+        realNode.importImage(images.archive),
+      ]);
+      return {
+        node,
+        dir,
+        filesRoot,
+        postgres,
+        controlPlane: cp,
+        nodeAgent: undefined,
+        realNode,
+        podReachableHost: realNode.nodeIp,
+        podDefaults: {
+          ...REAL_NODE_POD_DEFAULTS,
+          transporterImage: images.images.transporter,
+          transporterCommand: serviceEntrypoint("transporter"),
+          transporterImagePullPolicy: "Never",
+        },
+        admin,
+        stop,
+      };
+    }
     const denoDir = hostDenoDir();
     const sharedHostPaths: SharedHostPath[] = [
       ...(denoDir ? [{ hostPath: denoDir, containerPath: CONTAINER_DENO_DIR }] : []),
@@ -340,17 +501,217 @@ export async function startClusterInfra(options: ClusterInfraOptions = {}): Prom
         : {}),
     });
     stops.push(() => nodeAgent.stop());
-    const kc = new k8s.KubeConfig();
-    kc.loadFromFile(cp.adminKubeconfigPath);
-    const admin = {
-      core: kc.makeApiClient(k8s.CoreV1Api),
-      rbac: kc.makeApiClient(k8s.RbacAuthorizationV1Api),
+    return {
+      node,
+      dir,
+      filesRoot,
+      postgres,
+      controlPlane: cp,
+      nodeAgent,
+      realNode: undefined,
+      podReachableHost: "127.0.0.1",
+      podDefaults: {
+        transporterCommand: localTransporterCommand(CONTAINER_SOURCE_DIR),
+        transporterEnv: hostDenoDir() ? { DENO_DIR: CONTAINER_DENO_DIR } : {},
+      },
+      admin,
+      stop,
     };
-    return { dir, filesRoot, postgres, controlPlane: cp, nodeAgent, admin, stop };
   } catch (error) {
     await stop();
     throw error;
   }
+}
+
+/** The Node of {@linkcode keepWitnessNodeReady}. */
+export const WITNESS_NODE = "zone-witness";
+
+/**
+ * Keeps a second, unschedulable Node Ready in another zone, renewing the heartbeat of its Ready
+ * condition every 5 s (no Lease: the controller then reads the condition), for as long as the
+ * infrastructure lives. Without it, the real node going away would put every
+ * node of the cluster NotReady, which the node-lifecycle controller takes for a control-plane
+ * outage ("master disruption mode"): it evicts nothing then, as on any one-node cluster.
+ *
+ * @returns Stops the renewals.
+ */
+async function keepWitnessNodeReady(core: k8s.CoreV1Api): Promise<() => Promise<void>> {
+  await core.createNode({
+    body: {
+      metadata: {
+        name: WITNESS_NODE,
+        labels: {
+          "kubernetes.io/hostname": WITNESS_NODE,
+          "kubernetes.io/os": "linux",
+          "topology.kubernetes.io/zone": "witness",
+        },
+      },
+      spec: {
+        unschedulable: true,
+        taints: [{ key: "planetary.test/witness", effect: "NoSchedule" }],
+      },
+    },
+  });
+  const heartbeat = async (): Promise<void> => {
+    const now = new Date();
+    const node = await core.readNode({ name: WITNESS_NODE });
+    node.status = {
+      ...node.status,
+      capacity: { cpu: "1", memory: "1Gi", pods: "0" },
+      allocatable: { cpu: "1", memory: "1Gi", pods: "0" },
+      conditions: [{
+        type: "Ready",
+        status: "True",
+        reason: "KubeletReady",
+        message: "witness node of the test cluster (runs nothing)",
+        lastHeartbeatTime: now,
+        lastTransitionTime: node.status?.conditions?.[0]?.lastTransitionTime ?? now,
+      }],
+    };
+    await core.replaceNodeStatus({ name: WITNESS_NODE, body: node });
+  };
+  await pollUntil("the witness node's first heartbeat", 60_000, () => heartbeat().then(() => true));
+  let stopped = false;
+  let running = Promise.resolve();
+  const timer = setInterval(() => {
+    if (stopped) return;
+    running = heartbeat().catch(() => {}); // an apiserver restart: the next one catches up
+  }, 5000);
+  return async () => {
+    stopped = true;
+    clearInterval(timer);
+    await running;
+  };
+}
+
+/** Name of the PersistentVolumeClaim (and pod volume) of a deployment's storage folder. */
+const FILES_VOLUME = "planetary-test-files";
+
+/**
+ * Shares a deployment's storage folder with the transporter containers of its task pods on the
+ * real node: a hostPath PersistentVolume pre-bound to a claim in the namespace (both marked
+ * Bound as admin: no volume controller runs), and a MutatingAdmissionPolicy bound to the
+ * namespace that adds the claim to every pod and mounts it into `inputs` and `outputs` at
+ * `/planetary/host<folder>`. Waits until a dry-run pod shows the mount (the policy reaches the
+ * admission plugin through an informer).
+ */
+async function shareStorageWithPods(
+  infra: ClusterInfra,
+  namespace: string,
+  storageDir: string,
+): Promise<void> {
+  const { core, objects } = infra.admin;
+  const pvName = `${FILES_VOLUME}-${namespace}`;
+  const claim = await core.createNamespacedPersistentVolumeClaim({
+    namespace,
+    body: {
+      // the scheduler takes a claim for bound only with the binder's annotation
+      metadata: { name: FILES_VOLUME, annotations: { "pv.kubernetes.io/bind-completed": "yes" } },
+      spec: {
+        accessModes: ["ReadWriteMany"],
+        storageClassName: "",
+        volumeName: pvName,
+        resources: { requests: { storage: "1Gi" } },
+      },
+    },
+  });
+  const volume = await core.createPersistentVolume({
+    body: {
+      metadata: { name: pvName },
+      spec: {
+        accessModes: ["ReadWriteMany"],
+        storageClassName: "",
+        capacity: { storage: "1Gi" },
+        persistentVolumeReclaimPolicy: "Retain",
+        hostPath: { path: storageDir, type: "Directory" },
+        claimRef: {
+          apiVersion: "v1",
+          kind: "PersistentVolumeClaim",
+          namespace,
+          name: FILES_VOLUME,
+          uid: claim.metadata?.uid ?? "",
+        },
+      },
+    },
+  });
+  await core.replacePersistentVolumeStatus({
+    name: pvName,
+    body: { ...volume, status: { phase: "Bound" } },
+  });
+  const current = await core.readNamespacedPersistentVolumeClaim({ name: FILES_VOLUME, namespace });
+  await core.replaceNamespacedPersistentVolumeClaimStatus({
+    name: FILES_VOLUME,
+    namespace,
+    body: {
+      ...current,
+      status: {
+        phase: "Bound",
+        accessModes: ["ReadWriteMany"],
+        capacity: { storage: "1Gi" },
+      },
+    },
+  });
+  const mountPath = `${HOST_FILES_ROOT}${storageDir}`;
+  const mount = (list: string): string =>
+    `Object.spec.${list}.volumeMounts{name: "${FILES_VOLUME}", mountPath: "${mountPath}"}`;
+  const transporters = (list: string, name: string): string =>
+    `object.spec.${list}.filter(c, c.name == "${name}").map(c, ` +
+    `Object.spec.${list}{name: c.name, volumeMounts: [${mount(list)}]})`;
+  const policy = `planetary-test-files-${namespace}`;
+  await objects.create({
+    apiVersion: "admissionregistration.k8s.io/v1alpha1",
+    kind: "MutatingAdmissionPolicy",
+    metadata: { name: policy },
+    spec: {
+      matchConstraints: {
+        resourceRules: [{
+          apiGroups: [""],
+          apiVersions: ["v1"],
+          operations: ["CREATE"],
+          resources: ["pods"],
+        }],
+      },
+      failurePolicy: "Fail",
+      reinvocationPolicy: "Never",
+      mutations: [{
+        patchType: "ApplyConfiguration",
+        applyConfiguration: {
+          expression: `Object{spec: Object.spec{` +
+            `volumes: [Object.spec.volumes{name: "${FILES_VOLUME}", persistentVolumeClaim: ` +
+            `Object.spec.volumes.persistentVolumeClaim{claimName: "${FILES_VOLUME}"}}], ` +
+            `initContainers: ${transporters("initContainers", "inputs")}, ` +
+            `containers: ${transporters("containers", "outputs")}}}`,
+        },
+      }],
+    },
+  } as k8s.KubernetesObject);
+  await objects.create({
+    apiVersion: "admissionregistration.k8s.io/v1alpha1",
+    kind: "MutatingAdmissionPolicyBinding",
+    metadata: { name: policy },
+    spec: {
+      policyName: policy,
+      matchResources: {
+        namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": namespace } },
+      },
+    },
+  } as k8s.KubernetesObject);
+  await pollUntil(`the storage policy of ${namespace} to apply`, 60_000, async () => {
+    const pod = await core.createNamespacedPod({
+      namespace,
+      dryRun: "All",
+      body: {
+        metadata: { name: "policy-probe" },
+        spec: {
+          automountServiceAccountToken: false,
+          initContainers: [{ name: "inputs", image: "busybox:latest" }],
+          containers: [{ name: "outputs", image: "busybox:latest" }],
+        },
+      },
+    });
+    const mounts = pod.spec?.containers[0]?.volumeMounts ?? [];
+    return mounts.some((m) => m.mountPath === mountPath) ? true : undefined;
+  });
 }
 
 /** Options of {@linkcode startPlanetary}. */
@@ -410,8 +771,10 @@ export interface PlanetaryCluster {
   startOrchestrator(i: number): Promise<void>;
   /** The control plane. */
   readonly controlPlane: ControlPlane;
-  /** The node agent. */
-  readonly nodeAgent: NodeAgent;
+  /** The node agent (`node: "agent"`), else undefined. */
+  readonly nodeAgent: NodeAgent | undefined;
+  /** The real node (`node: "real"`), else undefined. */
+  readonly realNode: RealNode | undefined;
   /** The infrastructure. */
   readonly infra: ClusterInfra;
   /** The logs of every service of this deployment, for a failing test. */
@@ -474,16 +837,17 @@ export async function startPlanetary(
   await Deno.mkdir(storageDir, { recursive: true });
   await Deno.mkdir(dir, { recursive: true });
   await setUpNamespace(infra, namespace);
+  if (infra.node === "real") await shareStorageWithPods(infra, namespace, storageDir);
   const databaseUrl = await createDatabase(infra.postgres, `planetary_${namespace}`);
   const podConfigPath = `${dir}/pod-config.json`;
   await Deno.writeTextFile(
     podConfigPath,
     JSON.stringify(
       {
-        transporterCommand: localTransporterCommand(CONTAINER_SOURCE_DIR),
+        ...infra.podDefaults,
         ...podConfig,
         transporterEnv: {
-          ...(hostDenoDir() ? { DENO_DIR: CONTAINER_DENO_DIR } : {}),
+          ...infra.podDefaults.transporterEnv,
           PLANETARY_FILE_ALLOW_LIST: storageDir,
           PLANETARY_FILE_ROOT: HOST_FILES_ROOT,
           ...podConfig.transporterEnv,
@@ -606,6 +970,7 @@ export async function startPlanetary(
       startOrchestrator,
       controlPlane: cp,
       nodeAgent: infra.nodeAgent,
+      realNode: infra.realNode,
       infra,
       logs: () => procs.map((p) => `--- ${p.name} ---\n${p.log()}`).join("\n"),
       stop: stopServices,

@@ -4,6 +4,19 @@
  * pod runner and host runtime, and mirrors the status they produce to the apiserver through
  * `pods/status`, like a kubelet.
  *
+ * **Retired from the Kubernetes end-to-end suite**: tests/k8s_e2e_test.ts runs every case on a
+ * real kubelet with containerd (`./real_node.ts`), whose failures (image pulls, OOMKilled,
+ * DeadlineExceeded, Unschedulable, the node going away) are the kubelet's own. The agent stays
+ * for what the real node cannot give here:
+ * - **node-pressure eviction** (`Evicted` with the kubelet's message, the `Evicted` fault):
+ *   the real kubelet evicts only when this shared machine itself runs short of memory or disk,
+ *   which a test must not cause; tests/node_agent_test.ts covers the agent's fault, and
+ *   `taskStatusFromPod()`'s unit tests the mapping (PREEMPTED, or EXECUTOR_ERROR for a pod over
+ *   its own ephemeral-storage limit);
+ * - **the comparison run of `bench/k8s.ts --node agent`** (a fake Node with room for 1,000
+ *   pods, pods run with the host runtime);
+ * - its own tests (tests/node_agent_test.ts).
+ *
  * - **ConfigMaps and Secrets**: before starting a pod it fetches every ConfigMap the pod
  *   references (volumes, `configMapKeyRef`, `envFrom`) and every Secret its environment reads
  *   (`secretKeyRef`, `envFrom`), retrying until they exist; meanwhile the pod is Pending with

@@ -124,7 +124,7 @@ images (which run `--cached-only`: another DENO_DIR would have no modules).
 {{- end -}}
 {{- if $s.serviceInfo.storage }}{{ $_ := set $info "storage" $s.serviceInfo.storage }}{{ end -}}
 {{- $_ := set $info "version" .Chart.AppVersion -}}
-{{- $api := dict "serviceInfo" $info "logRequests" $s.logRequests "maxBodyBytes" $s.maxBodyBytes "maxContentBytes" $s.maxContentBytes -}}
+{{- $api := dict "serviceInfo" $info "logRequests" $s.logRequests "maxBodyBytes" $s.maxBodyBytes "maxBatchTasks" $s.maxBatchTasks "maxContentBytes" $s.maxContentBytes -}}
 {{- if $s.corsOrigins }}{{ $_ := set $api "corsOrigins" $s.corsOrigins }}{{ end -}}
 {{- if $s.allowedUrlSchemes }}{{ $_ := set $api "allowedUrlSchemes" $s.allowedUrlSchemes }}{{ end -}}
 {{- /* the API keeps (and service-info lists) exactly the keys the orchestrator's pod builder applies */ -}}
@@ -135,7 +135,7 @@ images (which run `--cached-only`: another DENO_DIR would have no modules).
 {{/* The pod builder settings of the orchestrator (how task pods are built). */}}
 {{- define "planetary.podBuilderConfig" -}}
 {{- $t := .Values.tasks -}}
-{{- $c := dict "namespace" $t.namespace "transporterImage" (include "planetary.image" (dict "ctx" . "name" "planetary-transporter")) "transporterCommand" $t.transporter.command "transporterImagePullPolicy" .Values.image.pullPolicy "transporterResources" $t.transporter.resources "storageSecrets" $t.storageSecrets "defaultCpuCores" $t.defaultCpuCores "defaultRamGb" $t.defaultRamGb "defaultDiskGb" $t.defaultDiskGb "nodeSelector" $t.nodeSelector "tolerations" $t.tolerations "imagePullSecrets" $t.imagePullSecrets "zoneLabel" $t.zoneLabel "backendParameters" $t.backendParameters -}}
+{{- $c := dict "namespace" $t.namespace "transporterImage" (include "planetary.image" (dict "ctx" . "name" "planetary-transporter")) "transporterCommand" $t.transporter.command "transporterImagePullPolicy" .Values.image.pullPolicy "transporterResources" $t.transporter.resources "storageSecrets" $t.storageSecrets "defaultCpuCores" $t.defaultCpuCores "defaultRamGb" $t.defaultRamGb "defaultDiskGb" $t.defaultDiskGb "nodeSelector" $t.nodeSelector "tolerations" $t.tolerations "imagePullSecrets" $t.imagePullSecrets "zoneLabel" $t.zoneLabel "backendParameters" $t.backendParameters "terminationGracePeriodSeconds" $t.terminationGracePeriodSeconds -}}
 {{- if $t.serviceAccount.create }}{{ $_ := set $c "serviceAccountName" (printf "%s-task" (include "planetary.fullname" .)) }}{{ end -}}
 {{- if $t.activeDeadlineSeconds }}{{ $_ := set $c "activeDeadlineSeconds" $t.activeDeadlineSeconds }}{{ end -}}
 {{- if $t.priorityClassName }}{{ $_ := set $c "priorityClassName" $t.priorityClassName }}{{ end -}}
