@@ -26,22 +26,34 @@ export interface ServeProcess {
   stop(): Promise<void>;
 }
 
+/** Options of {@linkcode spawnServe}. */
+export interface SpawnServeOptions {
+  /** Root of the checkout whose `cli/planetary.ts` runs. @default {this checkout} */
+  root?: string;
+}
+
 /**
  * Starts `planetary serve --port 0` with exactly the permissions the CLI documents
  * ({@linkcode SERVE_PERMISSIONS}) and waits for its "listening" line.
  *
  * @param args Extra flags of `planetary serve` (`--backend none`, `--database-url …`).
+ * @param options Which checkout to run (another revision, for a comparison).
  * @returns The running server.
  * @throws {Error} When the server exits or does not listen within 3 minutes.
  */
-export async function spawnServe(args: string[]): Promise<ServeProcess> {
+export async function spawnServe(
+  args: string[],
+  options: SpawnServeOptions = {},
+): Promise<ServeProcess> {
+  const cli = options.root === undefined ? CLI : `${options.root}/cli/planetary.ts`;
+  const config = options.root === undefined ? CONFIG : `${options.root}/deno.json`;
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "--config",
-      CONFIG,
+      config,
       ...SERVE_PERMISSIONS,
-      CLI,
+      cli,
       "serve",
       "--port",
       "0",

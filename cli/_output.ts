@@ -6,7 +6,12 @@
  */
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { UsageError } from "./command.ts";
-import { TesApiError, TesClient, TesConnectionError } from "../src/client/mod.ts";
+import {
+  TesApiError,
+  TesBatchCreateError,
+  TesClient,
+  TesConnectionError,
+} from "../src/client/mod.ts";
 import { TES_STATES, TES_VIEWS, type TesState, type TesView } from "../src/tes/model.ts";
 import { describeThrown } from "../src/_describe_thrown.ts";
 
@@ -95,6 +100,10 @@ export function describeError(error: unknown): string {
       "set --server or PLANETARY_URL";
   }
   if (error instanceof TesApiError) return `server refused: ${error.message}`;
+  if (error instanceof TesBatchCreateError) {
+    return `${error.createdIds.length} tasks were created (their ids are on stdout), the rest ` +
+      `were not: ${describeError(error.cause)}; submit the rest again`;
+  }
   return describeThrown(error);
 }
 

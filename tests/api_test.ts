@@ -550,6 +550,75 @@ apiCase("createApp() with authTokens requires a bearer token and scopes tasks to
   assertEquals(h.logger.requests.at(-1)?.user, "alice");
 });
 
+apiCase("createApp() creates a batch of tasks in order under both prefixes (tasks:batch)", {
+  maxBatchTasks: 5,
+  authTokens: { "token-alice": "alice", "token-bob": "bob" },
+}, async (h) => {
+  const alice = { authorization: "Bearer token-alice" };
+  for (const prefix of PREFIXES) {
+    const marker = crypto.randomUUID();
+    const tasks = [0, 1, 2].map((i) => sampleTask({ name: `b${i}`, tags: { batch: marker } }));
+    const created = await h.call("POST", `${prefix}/tasks:batch`, {
+      json: { tasks },
+      headers: alice,
+    });
+    assertEquals(created.status, 200, created.text);
+    const ids: string[] = created.body.ids;
+    assertEquals(ids.length, 3);
+    for (const [i, id] of ids.entries()) {
+      const got = await h.call("GET", `${prefix}/tasks/${id}?view=FULL`, { headers: alice });
+      assertEquals(got.body.name, `b${i}`, got.text);
+      assertEquals(got.body.inputs[0].content, "inline secret-ish content");
+    }
+    const listed = await h.call("GET", `${prefix}/tasks?tag_key=batch&tag_value=${marker}`, {
+      headers: alice,
+    });
+    assertEquals(listed.body.tasks.map((t: TesTask) => t.id), [...ids].reverse());
+    // the owner applies to every task of the batch
+    const bob = await h.call("GET", `${prefix}/tasks/${ids[0]}`, {
+      headers: { authorization: "Bearer token-bob" },
+    });
+    assertEquals(bob.status, 404);
+  }
+  assertEquals((await h.call("POST", "/v1/tasks:batch", { json: { tasks: [] } })).status, 401);
+
+  // one bad task refuses the whole batch, naming its index; nothing is created
+  const marker = crypto.randomUUID();
+  const bad = await h.call("POST", "/v1/tasks:batch", {
+    headers: alice,
+    json: {
+      tasks: [
+        sampleTask({ tags: { batch: marker } }),
+        sampleTask({ tags: { batch: marker } }),
+        { ...sampleTask({ tags: { batch: marker } }), executors: [] },
+      ],
+    },
+  });
+  assertEquals(bad.status, 400);
+  assertMatch(bad.body.msg, /^tasks\[2\]\.executors: /);
+  const none = await h.call("GET", `/v1/tasks?tag_key=batch&tag_value=${marker}`, {
+    headers: alice,
+  });
+  assertEquals(none.body.tasks, [], "a refused batch creates nothing");
+
+  const cases: [unknown, RegExp][] = [
+    [[sampleTask()], /^request body: expected an object/],
+    [{}, /^tasks: required/],
+    [{ tasks: sampleTask() }, /^tasks: expected an array/],
+    [{ tasks: [] }, /^tasks: must hold at least one task/],
+    [{ tasks: Array.from({ length: 6 }, () => sampleTask()) }, /at most 5 tasks per batch, got 6/],
+    [{ tasks: [sampleTask(), "x"] }, /^tasks\[1\]: /],
+  ];
+  for (const [json, message] of cases) {
+    const refused = await h.call("POST", "/ga4gh/tes/v1/tasks:batch", { json, headers: alice });
+    assertEquals(refused.status, 400, JSON.stringify(json).slice(0, 80));
+    assertMatch(refused.body.msg, message);
+  }
+  const get = await h.call("GET", "/v1/tasks:batch", { headers: alice });
+  assertEquals(get.status, 405);
+  assertEquals(get.headers.get("allow"), "POST");
+});
+
 apiCase("createApp() refuses a streamed body past the limit without reading it all", {
   maxBodyBytes: 64 * 1024,
 }, async (h) => {

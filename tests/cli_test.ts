@@ -232,6 +232,55 @@ serverTest(
   },
 );
 
+serverTest(
+  "planetary submit takes several files, arrays and JSON lines, ids in order",
+  async (server) => {
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeTextFile(`${dir}/one.json`, JSON.stringify({ ...ECHO, name: "f0" }));
+      await Deno.writeTextFile(
+        `${dir}/array.json`,
+        JSON.stringify([{ ...ECHO, name: "f1" }, { ...ECHO, name: "f2" }]),
+      );
+      const lines = [3, 4, 5].map((i) => JSON.stringify({ ...ECHO, name: `f${i}` }));
+      const many = await cli(["submit", `${dir}/one.json`, `${dir}/array.json`, "-"], {
+        url: server.url,
+        stdin: `${lines[0]}\n\n${lines[1]}\n${lines[2]}\n`,
+      });
+      assert.equal(many.code, 0, many.stderr);
+      const ids = many.stdout.trim().split("\n");
+      assert.equal(ids.length, 6);
+      for (const [i, id] of ids.entries()) assert.equal((await full(server, id)).name, `f${i}`);
+
+      const json = await cli(["submit", `${dir}/array.json`, "--json"], { url: server.url });
+      assert.equal(json.code, 0, json.stderr);
+      const body = JSON.parse(json.stdout);
+      assert.deepEqual(Object.keys(body), ["ids"]);
+      assert.equal(body.ids.length, 2);
+
+      // one bad task refuses the whole batch, naming it; nothing is printed as created
+      const bad = await cli(["submit", "-"], {
+        url: server.url,
+        stdin: `${lines[0]}\n{"executors": []}\n`,
+      });
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /tasks\[1\]\.executors/);
+      assert.equal(bad.stdout, "");
+      assertNoStackTrace(bad);
+
+      const badLine = await cli(["submit", "-"], {
+        url: server.url,
+        stdin: `${lines[0]}\n{nope\n`,
+      });
+      assertUsageError(badLine, /stdin line 2 is not valid JSON/);
+      const notTask = await cli(["submit", "-"], { url: server.url, stdin: "[1]" });
+      assertUsageError(notTask, /stdin \[0\] must be a TES task object/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
 Deno.test("planetary submit usage errors exit 2 and say what to do", async () => {
   const url = `http://127.0.0.1:${closedPort()}`; // never contacted
   assertUsageError(await cli(["submit", "--image", "alpine"], { url }), /put it after --/);
@@ -263,6 +312,11 @@ Deno.test("planetary submit usage errors exit 2 and say what to do", async () =>
   assertUsageError(await cli(["submit", "--imagez", "alpine", "--", "true"], { url }), /--imagez/);
   assertUsageError(await cli(["submit", "no-such-task.json"], { url }), /does not exist/);
   assertUsageError(await cli(["submit", "-"], { url, stdin: "{nope" }), /not valid JSON/);
+  assertUsageError(
+    await cli(["submit", "-", "-"], { url, stdin: "{}" }),
+    /stdin\) can be given once/,
+  );
+  assertUsageError(await cli(["submit", "a.json", "--", "true"], { url }), /either task files/);
 });
 
 serverTest(

@@ -535,6 +535,58 @@ async function conformance(t: Deno.TestContext, open: Open): Promise<void> {
     });
   });
 
+  await t.step("createMany() inserts every task in order, with its tags, all or none", async () => {
+    await withStore(open, async (store) => {
+      const tasks = Array.from(
+        { length: 7 },
+        (_, i) => task({ name: `m${i}`, tags: { i: `${i}` } }),
+      );
+      const ids = await store.createMany(tasks, { owner: "alice" });
+      assert.equal(new Set(ids).size, 7);
+      for (const [i, id] of ids.entries()) {
+        const got = await store.get(id, "BASIC", "alice");
+        assert.equal(got.name, `m${i}`);
+        assert.deepEqual(got.tags, { i: `${i}` });
+        assert.equal(got.state, "QUEUED");
+      }
+      await assert.rejects(store.get(ids[0]!, "MINIMAL", "bob"), TaskNotFoundError);
+      // newest first: the last task of the batch is listed first
+      assert.deepEqual(await listAll(store, 3), [...ids].reverse());
+      const tagged = await store.list({ tags: { i: "4" }, pageSize: 5, view: "MINIMAL" });
+      assert.deepEqual(tagged.tasks.map((x) => x.id), [ids[4]]);
+      assert.deepEqual(await store.createMany([]), []);
+      // a NUL character is refused by the database (jsonb): the whole batch fails, none lands
+      await assert.rejects(store.createMany([task({ name: "ok" }), task({ name: "bad\u0000" })]));
+      assert.equal((await listAll(store, 50)).length, 7, "nothing of the failed batch landed");
+    });
+  });
+
+  await t.step(
+    "concurrent create() calls are committed together, each answered with its own task",
+    async () => {
+      await withStore(open, async (store) => {
+        const names = Array.from({ length: 300 }, (_, i) => `c${i}`);
+        const settled = await Promise.allSettled(
+          names.map((name, i) =>
+            // every 50th task is one the database refuses: it must fail alone
+            store.create(task({ name: i % 50 === 7 ? `${name}\u0000` : name, tags: { n: name } }))
+          ),
+        );
+        const failed = settled.flatMap((r, i) => r.status === "rejected" ? [i] : []);
+        assert.deepEqual(failed, [7, 57, 107, 157, 207, 257]);
+        const ids = settled.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+        assert.equal(new Set(ids).size, 294);
+        for (const [i, result] of settled.entries()) {
+          if (result.status !== "fulfilled") continue;
+          const got = await store.get(result.value, "BASIC");
+          assert.equal(got.name, names[i]);
+          assert.deepEqual(got.tags, { n: names[i] });
+        }
+        assert.equal((await listAll(store, 500)).length, 294);
+      });
+    },
+  );
+
   await t.step(
     "create() keeps tags and names exactly (unicode, quotes, empty values)",
     async () => {

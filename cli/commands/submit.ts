@@ -16,6 +16,7 @@ import {
   serverUsage,
 } from "../_output.ts";
 import { printWaitResults, waitExitCode, waitForTasks } from "./wait.ts";
+import { TesBatchCreateError, type TesClient } from "../../src/client/mod.ts";
 import type {
   TesExecutor,
   TesInput,
@@ -24,11 +25,14 @@ import type {
   TesTask,
 } from "../../src/tes/model.ts";
 
-const USAGE = `Usage: planetary submit FILE.json|- [options]
+const USAGE = `Usage: planetary submit FILE.json|- [FILE.json...] [options]
        planetary submit --image IMAGE [options] -- COMMAND [ARG...]
 
-Submits a task and prints its id. The task comes from a TES JSON file (- reads stdin), or is
-built from the flags below with the command after --.
+Submits tasks and prints their ids, one per line. The tasks come from TES JSON files (- reads
+stdin), each holding one task, a JSON array of tasks, or JSON lines (one task per line); or
+one task is built from the flags below with the command after --. Several tasks go to the
+server in batches (Planetary's POST /tasks:batch: each batch all or none), or one by one to a
+TES server without batches.
 
 Task flags:
       --image IMAGE        container image (required without FILE)
@@ -55,7 +59,8 @@ Other options:
       --wait               wait for the task like \`planetary wait\` (exit 0 only if COMPLETE)
       --interval-ms N      poll interval of --wait (default 1000)
       --timeout S          give up waiting after S seconds
-      --json               print {"id"} (with --wait {"id", "state"}) as one JSON document
+      --json               print {"id"} (several tasks: {"ids"}; with --wait the results)
+                           as one JSON document
 ${serverUsage(27)}
   -h, --help               show this help
 
@@ -63,7 +68,8 @@ Examples:
   planetary submit --image alpine -- echo hello
   planetary submit --image alpine --input ./a.txt:/data/a.txt \\
     --output /data/out:file:///tmp/out -- sh -c 'wc -l /data/a.txt > /data/out'
-  planetary submit task.json --wait`;
+  planetary submit task.json --wait
+  planetary submit tasks.jsonl            # many tasks, one JSON task per line`;
 
 const TASK_FLAGS = [
   "image",
@@ -228,7 +234,60 @@ export async function buildTask(values: TaskFlags, command: readonly string[]): 
   return task;
 }
 
-async function readTaskFile(file: string): Promise<TesTask> {
+function taskObject(value: unknown, where: string): TesTask {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new UsageError(`${where} must be a TES task object, e.g. {"executors": [...]}`);
+  }
+  return value as TesTask;
+}
+
+/**
+ * Reads the tasks of a task file's text: one TES task object, a JSON array of tasks, or JSON
+ * lines (one task object per line; blank lines skipped).
+ *
+ * @param text The file's text.
+ * @param source How to name the file in errors (`"a.json"`, `stdin`).
+ * @returns The tasks, in order.
+ * @throws {UsageError} Naming the file (and the line or index) that is not a task.
+ */
+export function parseTaskText(text: string, source: string): TesTask[] {
+  const trimmed = text.trim();
+  if (trimmed === "") throw new UsageError(`${source} is empty; give a TES task`);
+  let whole: unknown;
+  try {
+    whole = JSON.parse(trimmed);
+  } catch (error) {
+    const lines = text.split("\n");
+    if (lines.filter((line) => line.trim() !== "").length < 2) {
+      throw new UsageError(
+        `${source} is not valid JSON (${(error as Error).message}); give a TES task`,
+      );
+    }
+    const tasks: TesTask[] = [];
+    for (const [index, line] of lines.entries()) {
+      if (line.trim() === "") continue;
+      let value: unknown;
+      try {
+        value = JSON.parse(line);
+      } catch (lineError) {
+        throw new UsageError(
+          `${source} line ${index + 1} is not valid JSON (${
+            (lineError as Error).message
+          }); give one TES task per line (JSON lines), or one JSON task or array`,
+        );
+      }
+      tasks.push(taskObject(value, `${source} line ${index + 1}`));
+    }
+    return tasks;
+  }
+  if (Array.isArray(whole)) {
+    if (whole.length === 0) throw new UsageError(`${source} holds an empty array; give tasks`);
+    return whole.map((value, index) => taskObject(value, `${source} [${index}]`));
+  }
+  return [taskObject(whole, source)];
+}
+
+async function readTaskFile(file: string): Promise<TesTask[]> {
   let text: string;
   try {
     text = file === "-"
@@ -240,19 +299,20 @@ async function readTaskFile(file: string): Promise<TesTask> {
     }
     throw error;
   }
-  const source = file === "-" ? "stdin" : `"${file}"`;
-  let task: unknown;
+  return parseTaskText(text, file === "-" ? "stdin" : `"${file}"`);
+}
+
+/** Creates several tasks; a batch that stops part-way still prints the ids it created. */
+async function createAll(client: TesClient, tasks: readonly TesTask[]): Promise<string[]> {
   try {
-    task = JSON.parse(text);
+    return await client.createTasks(tasks);
   } catch (error) {
-    throw new UsageError(
-      `${source} is not valid JSON (${(error as Error).message}); give a TES task`,
-    );
+    // the ids of the batches that landed go to stdout; describeError() says what failed
+    if (error instanceof TesBatchCreateError) {
+      for (const id of error.createdIds) console.log(id);
+    }
+    throw error;
   }
-  if (typeof task !== "object" || task === null || Array.isArray(task)) {
-    throw new UsageError(`${source} must hold one TES task object, e.g. {"executors": [...]}`);
-  }
-  return task as TesTask;
 }
 
 /** `planetary submit`. */
@@ -284,15 +344,15 @@ export const submitCommand: Command = {
       timeout: { type: "string" },
       json: { type: "boolean", default: false },
     });
-    let task: TesTask;
-    const [file, ...extra] = positionals;
-    if (file !== undefined) {
-      if (extra.length > 0 || command.length > 0) {
+    let tasks: TesTask[];
+    if (positionals.length > 0) {
+      if (command.length > 0) {
         throw new UsageError(
-          `unexpected argument "${
-            extra[0] ?? command[0]
-          }": give either a task file or --image -- COMMAND`,
+          `unexpected argument "${command[0]}": give either task files or --image -- COMMAND`,
         );
+      }
+      if (positionals.filter((file) => file === "-").length > 1) {
+        throw new UsageError("- (stdin) can be given once");
       }
       const used = TASK_FLAGS.filter((flag) => values[flag] !== undefined);
       if (used.length > 0) {
@@ -300,9 +360,10 @@ export const submitCommand: Command = {
           `--${used[0]} cannot be combined with a task file; edit the file instead`,
         );
       }
-      task = await readTaskFile(file);
+      tasks = [];
+      for (const file of positionals) tasks.push(...await readTaskFile(file));
     } else {
-      task = await buildTask(values, command);
+      tasks = [await buildTask(values, command)];
     }
     const intervalMs = values["interval-ms"] === undefined
       ? 1000
@@ -311,16 +372,23 @@ export const submitCommand: Command = {
       ? undefined
       : parsePositive("--timeout", values.timeout);
     const client = clientFor(values.server);
-    const id = await client.createTask(task);
+    // One task: POST /tasks (any TES server). Several: Planetary's batch create (one commit
+    // per batch), which the client turns into single creates on servers without it.
+    const ids = tasks.length === 1
+      ? [await client.createTask(tasks[0]!)]
+      : await createAll(client, tasks);
+    const single = ids.length === 1;
     if (!values.wait) {
-      if (values.json) printJson({ id });
-      else console.log(id);
+      if (values.json) printJson(single ? { id: ids[0] } : { ids });
+      else for (const id of ids) console.log(id);
       return 0;
     }
-    if (!values.json) console.error(`submitted ${id}`);
+    if (!values.json) {
+      console.error(single ? `submitted ${ids[0]}` : `submitted ${ids.length} tasks`);
+    }
     const options = timeoutS === undefined ? { intervalMs } : { intervalMs, timeoutS };
-    const results = await waitForTasks(client, [id], { ...options, json: values.json });
-    if (values.json) printJson(results[0]);
+    const results = await waitForTasks(client, ids, { ...options, json: values.json });
+    if (values.json) printJson(single ? results[0] : results);
     else printWaitResults(results);
     return waitExitCode(results);
   },

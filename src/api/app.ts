@@ -165,10 +165,14 @@ export function createApp(options: CreateAppOptions): PlanetaryApp {
   };
 }
 
+/**
+ * Whether a path needs a token: everything under `{base}/tasks` (`/tasks`, `/tasks:batch`,
+ * `/tasks/{id}`, any spelling the router might also accept) except the legacy service-info.
+ * A prefix test, so that a route added later is never public by mistake.
+ */
 function isTaskPath(path: string): boolean {
   return TES_BASE_PATHS.some((base) =>
-    path === `${base}/tasks` ||
-    (path.startsWith(`${base}/tasks/`) && path !== `${base}/tasks/service-info`)
+    path.startsWith(`${base}/tasks`) && path !== `${base}/tasks/service-info`
   );
 }
 

@@ -51,6 +51,11 @@ export interface ApiConfig {
   maxBodyBytes?: number;
   /** Largest inline input `content` in bytes (passed to validation). @default validation's own */
   maxContentBytes?: number;
+  /**
+   * Most tasks in one `POST /tasks:batch` (the body must also fit `maxBodyBytes`).
+   * @default 1000
+   */
+  maxBatchTasks?: number;
   /** URL schemes accepted for inputs and outputs (passed to validation). @default validation's own */
   allowedUrlSchemes?: readonly string[];
   /**
@@ -105,6 +110,8 @@ export interface ResolvedApiConfig {
   maxBodyBytes: number;
   /** Largest inline input `content` in bytes, when set. */
   maxContentBytes: number | undefined;
+  /** Most tasks in one batch create. */
+  maxBatchTasks: number;
   /** Accepted URL schemes, when set. */
   allowedUrlSchemes: readonly string[] | undefined;
   /** Host folders `file://` URLs may use, when set. */
@@ -124,6 +131,9 @@ export interface ResolvedApiConfig {
 /** Default largest request body: 16 MiB. */
 export const DEFAULT_MAX_BODY_BYTES: number = 16 * 1024 * 1024;
 
+/** Default largest batch create: 1000 tasks. */
+export const DEFAULT_MAX_BATCH_TASKS: number = 1000;
+
 /** Default time a request body may take to arrive: 30 s. */
 export const DEFAULT_BODY_TIMEOUT_MS: number = 30_000;
 
@@ -132,7 +142,7 @@ export const DEFAULT_BODY_TIMEOUT_MS: number = 30_000;
  *
  * @param config The configuration as given.
  * @returns The configuration with every default filled in.
- * @throws {RangeError} When `maxBodyBytes` or `bodyTimeoutMs` is not a positive integer, or an
+ * @throws {RangeError} When `maxBodyBytes`, `maxBatchTasks` or `bodyTimeoutMs` is not a positive integer, or an
  * `allowedHosts` entry is empty.
  * @example
  * ```ts
@@ -149,6 +159,10 @@ export function resolveApiConfig(config: ApiConfig = {}): ResolvedApiConfig {
   if (!Number.isSafeInteger(bodyTimeoutMs) || bodyTimeoutMs <= 0) {
     throw new RangeError(`bodyTimeoutMs: must be a positive integer, got ${bodyTimeoutMs}`);
   }
+  const maxBatchTasks = config.maxBatchTasks ?? DEFAULT_MAX_BATCH_TASKS;
+  if (!Number.isSafeInteger(maxBatchTasks) || maxBatchTasks <= 0) {
+    throw new RangeError(`maxBatchTasks: must be a positive integer, got ${maxBatchTasks}`);
+  }
   const allowedHosts = config.allowedHosts?.map((host) => {
     const name = host === "*" ? "*" : hostName(host);
     if (name === "") {
@@ -164,6 +178,7 @@ export function resolveApiConfig(config: ApiConfig = {}): ResolvedApiConfig {
     supportedBackendParameters: [...(config.supportedBackendParameters ?? [])],
     maxBodyBytes,
     maxContentBytes: config.maxContentBytes,
+    maxBatchTasks,
     allowedUrlSchemes: config.allowedUrlSchemes,
     fileAllowList: config.fileAllowList === undefined ? undefined : [...config.fileAllowList],
     corsOrigins: [...(config.corsOrigins ?? [])],

@@ -1,5 +1,6 @@
 /**
- * The TES task routes: list, create, get and cancel (`POST /tasks/{id}:cancel`).
+ * The TES task routes: list, create, get and cancel (`POST /tasks/{id}:cancel`), and the
+ * Planetary extension `POST /tasks:batch` (many creates in one commit).
  *
  * Every string from the URL (list filters, the task id in the path) is checked before it
  * reaches the store: a NUL character or an over-long value is a 400 naming the parameter,
@@ -59,7 +60,7 @@ function ownerFileAllowList(allowList: readonly string[], owner: string): string
  * Builds the task routes, to be mounted under a TES base path (`/ga4gh/tes/v1`, `/v1`).
  *
  * @param options The store, configuration and logger.
- * @returns A Hono app serving `/tasks`, `/tasks/{id}` and `/tasks/{id}:cancel`.
+ * @returns A Hono app serving `/tasks`, `/tasks:batch`, `/tasks/{id}` and `/tasks/{id}:cancel`.
  * @example
  * ```ts ignore
  * import { Hono } from "hono";
@@ -90,15 +91,16 @@ export function createTaskRoutes(options: TaskRoutesOptions): Hono<ApiEnv> {
     return jsonResponse(200, body);
   });
 
+  /** Validation settings for one owner (per-user `file://` folders with authentication). */
+  const taskValidateOptions = (owner: string | undefined) =>
+    owner === undefined || config.fileAllowList === undefined
+      ? validateOptions
+      : { ...validateOptions, fileAllowList: ownerFileAllowList(config.fileAllowList, owner) };
+
   app.post("/tasks", async (c) => {
     const body = await readJsonBody(c.req.raw, bodyOptions);
     const owner = c.get("user");
-    const result = validateTask(
-      body,
-      owner === undefined || config.fileAllowList === undefined
-        ? validateOptions
-        : { ...validateOptions, fileAllowList: ownerFileAllowList(config.fileAllowList, owner) },
-    );
+    const result = validateTask(body, taskValidateOptions(owner));
     if (!result.ok) throw new HttpError(400, formatProblems(result.problems));
     const id = await store.create(result.task, owner === undefined ? {} : { owner });
     if (result.warnings.length > 0) {
@@ -110,6 +112,43 @@ export function createTaskRoutes(options: TaskRoutesOptions): Hono<ApiEnv> {
     }
     return jsonResponse(200, { id });
   });
+
+  // Planetary extension: `POST /tasks:batch` with `{"tasks": [task, …]}` creates every task in
+  // one commit (all or none) and answers `{"ids": […]}` in the same order. Each task is
+  // validated like a single create; the first bad one refuses the batch, named by its index.
+  app.post("/tasks:batch", async (c) => {
+    const body = await readJsonBody(c.req.raw, bodyOptions);
+    const owner = c.get("user");
+    const tasks = batchTasks(body, config.maxBatchTasks);
+    const options = taskValidateOptions(owner);
+    const valid: TesTask[] = [];
+    const warnings: { index: number; warnings: string[] }[] = [];
+    for (const [index, raw] of tasks.entries()) {
+      const result = validateTask(raw, options);
+      if (!result.ok) {
+        throw new HttpError(
+          400,
+          formatProblems(result.problems.map((problem) => ({
+            path: problem.path === "" ? `tasks[${index}]` : `tasks[${index}].${problem.path}`,
+            message: problem.message,
+          }))),
+        );
+      }
+      valid.push(result.task);
+      if (result.warnings.length > 0) warnings.push({ index, warnings: result.warnings });
+    }
+    const ids = await store.createMany(valid, owner === undefined ? {} : { owner });
+    for (const { index, warnings: list } of warnings) {
+      logger.warn("task accepted with warnings", {
+        request_id: c.get("requestId"),
+        task_id: ids[index],
+        warnings: list,
+      });
+    }
+    return jsonResponse(200, { ids });
+  });
+
+  app.all("/tasks:batch", (c) => methodNotAllowed(c.req.method, ["POST"]));
 
   app.all("/tasks", (c) => methodNotAllowed(c.req.method, ["GET", "POST"]));
 
@@ -143,6 +182,31 @@ export function createTaskRoutes(options: TaskRoutesOptions): Hono<ApiEnv> {
   });
 
   return app;
+}
+
+/**
+ * Reads the `tasks` array of a batch create.
+ *
+ * @param body The parsed JSON body.
+ * @param max The largest accepted number of tasks.
+ * @returns The raw tasks (validated one by one by the caller).
+ * @throws {HttpError} 400 naming `tasks` when it is missing, not an array, empty or too long.
+ */
+function batchTasks(body: unknown, max: number): unknown[] {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new HttpError(400, 'request body: expected an object {"tasks": [task, …]}');
+  }
+  const tasks = (body as Record<string, unknown>).tasks;
+  if (tasks === undefined) throw new HttpError(400, "tasks: required");
+  if (!Array.isArray(tasks)) throw new HttpError(400, "tasks: expected an array of tasks");
+  if (tasks.length === 0) throw new HttpError(400, "tasks: must hold at least one task");
+  if (tasks.length > max) {
+    throw new HttpError(
+      400,
+      `tasks: at most ${max} tasks per batch, got ${tasks.length}; send them in several batches`,
+    );
+  }
+  return tasks;
 }
 
 /**

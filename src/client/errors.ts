@@ -1,5 +1,6 @@
 /**
- * The errors of the TES client: the server answered with an error, or could not be reached.
+ * The errors of the TES client: the server answered with an error, could not be reached, or a
+ * batch create stopped part-way.
  *
  * @module
  */
@@ -62,5 +63,36 @@ export class TesConnectionError extends Error {
     super(`cannot reach the TES server at ${serverUrl}${reason}`, options);
     this.name = "TesConnectionError";
     this.serverUrl = serverUrl;
+  }
+}
+
+/**
+ * A {@linkcode TesClient.createTasks} call stopped part-way: the batches before the failed one
+ * were created (their ids are in `createdIds`, in order); the failed batch and every later one
+ * were not (a Planetary batch is all or none).
+ */
+export class TesBatchCreateError extends Error {
+  /** Stable error code. */
+  readonly code = "TES_BATCH_CREATE";
+  /** Ids of the tasks that were created, in the order of the tasks given. */
+  readonly createdIds: readonly string[];
+
+  /**
+   * Builds the error.
+   *
+   * @param createdIds The ids created before the failure.
+   * @param options Standard error options: `cause` is the error of the failed request.
+   * @example
+   * ```ts
+   * import { TesBatchCreateError } from "./errors.ts";
+   * new TesBatchCreateError(["a", "b"]).message;
+   * // "batch create stopped after 2 tasks"
+   * ```
+   */
+  constructor(createdIds: readonly string[], options?: ErrorOptions) {
+    const reason = options?.cause instanceof Error ? `: ${options.cause.message}` : "";
+    super(`batch create stopped after ${createdIds.length} tasks${reason}`, options);
+    this.name = "TesBatchCreateError";
+    this.createdIds = createdIds;
   }
 }

@@ -12,7 +12,7 @@ import type {
   TesView,
 } from "../tes/model.ts";
 import { isTerminal } from "../tes/state.ts";
-import { TesApiError, TesConnectionError } from "./errors.ts";
+import { TesApiError, TesBatchCreateError, TesConnectionError } from "./errors.ts";
 
 /** Options of {@linkcode TesClient}. */
 export interface TesClientOptions {
@@ -64,6 +64,14 @@ export interface TesRequestOptions {
   /** Aborts the request. */
   signal?: AbortSignal;
 }
+
+/** Options of {@linkcode TesClient.createTasks}. */
+export interface CreateTasksOptions extends TesRequestOptions {
+  /** Tasks per `POST /tasks:batch`. @default {500} */
+  batchSize?: number;
+}
+
+const DEFAULT_BATCH_SIZE = 500;
 
 const API_PATH = "/ga4gh/tes/v1";
 
@@ -141,6 +149,8 @@ export class TesClient {
   #headers: Record<string, string>;
   #retries: number;
   #retryDelayMs: number;
+  /** False once the server answered that it has no `POST /tasks:batch`. */
+  #batchSupported = true;
 
   /**
    * Makes a client of one server.
@@ -195,6 +205,79 @@ export class TesClient {
       throw new TesApiError(200, "create answer has no task id", `POST ${this.baseUrl}/tasks`);
     }
     return body.id;
+  }
+
+  /**
+   * Creates many tasks, in batches of `batchSize`, through Planetary's batch extension
+   * (`POST /tasks:batch`, one commit per batch). A server without the extension (404, 405 or
+   * 501 on the first batch: any other TES server) gets one `POST /tasks` per task instead.
+   *
+   * @param tasks The tasks to create.
+   * @param options `batchSize` (at most the server's `maxBatchTasks`, 1000 by default on
+   * Planetary) and `signal`.
+   * @returns The new ids, in the order of `tasks`.
+   * @throws {TesApiError} When the first batch is refused (400 naming `tasks[i]`): nothing was
+   * created.
+   * @throws {TesBatchCreateError} When a later request fails: `createdIds` holds the ids of
+   * the tasks created before it, and `cause` the failure.
+   * @example
+   * ```ts ignore
+   * import { TesClient } from "./tes_client.ts";
+   * const ids = await new TesClient("http://127.0.0.1:8000").createTasks([
+   *   { executors: [{ image: "alpine", command: ["echo", "1"] }] },
+   *   { executors: [{ image: "alpine", command: ["echo", "2"] }] },
+   * ]);
+   * ```
+   */
+  async createTasks(
+    tasks: readonly TesTask[],
+    options: CreateTasksOptions = {},
+  ): Promise<string[]> {
+    const { batchSize = DEFAULT_BATCH_SIZE, ...request } = options;
+    if (!Number.isSafeInteger(batchSize) || batchSize < 1) {
+      throw new RangeError(`batchSize: must be a positive integer, got ${batchSize}`);
+    }
+    const ids: string[] = [];
+    let batches = this.#batchSupported;
+    for (let start = 0; start < tasks.length; start += batches ? batchSize : 1) {
+      try {
+        if (!batches) {
+          ids.push(await this.createTask(tasks[start]!, request));
+          continue;
+        }
+        const chunk = tasks.slice(start, start + batchSize);
+        const body = await this.#request<{ ids?: unknown }>(
+          "POST",
+          "/tasks:batch",
+          { tasks: chunk },
+          request,
+        );
+        const got = body?.ids;
+        if (
+          !Array.isArray(got) || got.length !== chunk.length ||
+          !got.every((id) => typeof id === "string")
+        ) {
+          throw new TesApiError(
+            200,
+            "batch create answer has no ids for every task",
+            `POST ${this.baseUrl}/tasks:batch`,
+          );
+        }
+        this.#batchSupported = true;
+        ids.push(...got);
+      } catch (error) {
+        const unsupported = error instanceof TesApiError && ids.length === 0 &&
+          batches && [404, 405, 501].includes(error.status);
+        if (unsupported) {
+          this.#batchSupported = batches = false;
+          start -= 1; // retry this task alone (the loop adds 1)
+          continue;
+        }
+        if (ids.length === 0) throw error;
+        throw new TesBatchCreateError(ids, { cause: error });
+      }
+    }
+    return ids;
   }
 
   /**

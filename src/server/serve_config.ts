@@ -116,6 +116,7 @@ const ServeConfigFileSchema = z.strictObject({
     }).optional(),
     supportedBackendParameters: z.array(z.string()).optional(),
     maxBodyBytes: z.number().int().positive().optional(),
+    maxBatchTasks: z.number().int().positive().optional(),
     maxContentBytes: z.number().int().positive().optional(),
     allowedUrlSchemes: z.array(z.string()).optional(),
     fileAllowList: z.array(z.string().startsWith("/")).optional(),

@@ -18,6 +18,7 @@ import { allowedSources } from "../tes/state.ts";
 import type { SqlDriver } from "./driver.ts";
 import { decodePageToken, encodePageToken, fingerprintFilters } from "./page_token.ts";
 import { newTaskId } from "./task_id.ts";
+import { GroupCommitter } from "./_group_commit.ts";
 import {
   type CancelResult,
   type ClaimedTask,
@@ -191,16 +192,62 @@ function updateClauses(update: TaskUpdate, params: Params): string[] {
   ];
 }
 
+/**
+ * Inserts QUEUED tasks (with their tags, and one NOTIFY for waiting orchestrators) in one
+ * statement: `$1` is a JSON array of rows, inserted in array order (so `seq`, the list order,
+ * follows it).
+ */
 const CREATE_SQL = `
-WITH t AS (
+WITH input AS (
+  SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS x(
+    ord int, id text, name text, description text, request jsonb, input_contents jsonb,
+    tags jsonb, owner text)
+), t AS (
   INSERT INTO tasks (id, state, name, description, request, input_contents, tags, owner)
-  VALUES ($1, 'QUEUED', $2, $3, $4::text::jsonb, $5::text::jsonb, $6::text::jsonb, $7)
-  RETURNING seq
+  SELECT id, 'QUEUED', name, description, request, input_contents, tags, owner
+  FROM input ORDER BY ord
+  RETURNING seq, tags
 ), g AS (
   INSERT INTO task_tags (task_seq, key, value)
-  SELECT t.seq, e.key, e.value FROM t CROSS JOIN jsonb_each_text($6::text::jsonb) AS e
+  SELECT t.seq, e.key, e.value FROM t CROSS JOIN jsonb_each_text(t.tags) AS e
 )
-SELECT pg_notify('${WORK_CHANNEL}', '') IS NULL AS notified FROM t`;
+SELECT pg_notify('${WORK_CHANNEL}', '') IS NULL AS notified, (SELECT count(*) FROM t) AS n`;
+
+/** One row of {@linkcode CREATE_SQL}'s input. */
+interface CreateRow {
+  ord: number;
+  id: string;
+  name: string | null;
+  description: string | null;
+  request: StoredRequest;
+  input_contents: (string | null)[] | null;
+  tags: Record<string, string>;
+  owner: string | null;
+}
+
+/** The row of a new task, with a fresh id. */
+function createRow(task: TesTask, owner: string | undefined, ord: number): CreateRow {
+  const request: StoredRequest = { executors: task.executors };
+  if (task.inputs !== undefined) {
+    request.inputs = task.inputs.map(({ content: _content, ...rest }) => rest);
+  }
+  if (task.outputs !== undefined) request.outputs = task.outputs;
+  if (task.resources !== undefined) request.resources = task.resources;
+  if (task.volumes !== undefined) request.volumes = task.volumes;
+  const contents = task.inputs?.some((input) => input.content !== undefined)
+    ? task.inputs.map((input) => input.content ?? null)
+    : null;
+  return {
+    ord,
+    id: newTaskId(),
+    name: task.name ?? null,
+    description: task.description ?? null,
+    request,
+    input_contents: contents,
+    tags: task.tags ?? {},
+    owner: owner ?? null,
+  };
+}
 
 const CANCEL_SQL = (withOwner: boolean): string => `
 UPDATE tasks
@@ -363,6 +410,12 @@ export interface SqlTaskStoreOptions {
    * @default {true}
    */
   ownsDriver?: boolean;
+  /**
+   * Group commits of creates written at the same time (each takes a connection while it runs).
+   *
+   * @default {2}
+   */
+  createsInFlight?: number;
 }
 
 /**
@@ -389,6 +442,7 @@ export class SqlTaskStore implements TaskStore {
   #waiters = new Set<() => void>();
   #pending = false;
   #closed = false;
+  #creates: GroupCommitter<CreateRow, string>;
 
   /**
    * Wraps a driver.
@@ -397,9 +451,12 @@ export class SqlTaskStore implements TaskStore {
    * @param options Ownership of the driver.
    */
   constructor(driver: SqlDriver, options: SqlTaskStoreOptions = {}) {
-    const { ownsDriver = true } = options;
+    const { ownsDriver = true, createsInFlight = 2 } = options;
     this.#driver = driver;
     this.#ownsDriver = ownsDriver;
+    this.#creates = new GroupCommitter((rows) => this.#insert(rows), {
+      maxInFlight: createsInFlight,
+    });
   }
 
   /** The driver under this store. */
@@ -408,35 +465,40 @@ export class SqlTaskStore implements TaskStore {
   }
 
   /**
-   * Inserts a task as QUEUED (with its tags, and a NOTIFY for waiting orchestrators) in one
-   * statement, so one round trip.
+   * Inserts a task as QUEUED (with its tags, and a NOTIFY for waiting orchestrators). Creates
+   * that arrive while earlier ones are being committed are group-committed: one statement and
+   * one commit for all of them (see `_group_commit.ts`); each resolves once its row committed.
    *
    * @param task A validated task; read-only fields are ignored.
    * @param options The owner.
    * @returns The new id.
    */
-  async create(task: TesTask, options: CreateTaskOptions = {}): Promise<string> {
-    const id = newTaskId();
-    const request: StoredRequest = { executors: task.executors };
-    if (task.inputs !== undefined) {
-      request.inputs = task.inputs.map(({ content: _content, ...rest }) => rest);
-    }
-    if (task.outputs !== undefined) request.outputs = task.outputs;
-    if (task.resources !== undefined) request.resources = task.resources;
-    if (task.volumes !== undefined) request.volumes = task.volumes;
-    const contents = task.inputs?.some((input) => input.content !== undefined)
-      ? task.inputs.map((input) => input.content ?? null)
-      : undefined;
-    await this.#driver.query(CREATE_SQL, [
-      id,
-      task.name ?? null,
-      task.description ?? null,
-      JSON.stringify(request),
-      json(contents),
-      JSON.stringify(task.tags ?? {}),
-      options.owner ?? null,
+  create(task: TesTask, options: CreateTaskOptions = {}): Promise<string> {
+    return this.#creates.add(createRow(task, options.owner, 0));
+  }
+
+  /**
+   * Inserts several tasks as QUEUED in one statement and one commit: all or none.
+   *
+   * @param tasks Validated tasks; read-only fields are ignored.
+   * @param options The owner of every task.
+   * @returns The new ids, in the order of `tasks`.
+   */
+  async createMany(tasks: readonly TesTask[], options: CreateTaskOptions = {}): Promise<string[]> {
+    if (tasks.length === 0) return [];
+    return await this.#insert(tasks.map((task) => createRow(task, options.owner, 0)));
+  }
+
+  /** One INSERT of many rows, in order. */
+  async #insert(rows: readonly CreateRow[]): Promise<string[]> {
+    const ordered = rows.map((row, ord) => ({ ...row, ord }));
+    const [result] = await this.#driver.query<{ n: number | string }>(CREATE_SQL, [
+      JSON.stringify(ordered),
     ]);
-    return id;
+    if (Number(result?.n) !== rows.length) {
+      throw new Error(`inserted ${result?.n} of ${rows.length} tasks`);
+    }
+    return rows.map((row) => row.id);
   }
 
   /**

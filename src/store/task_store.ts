@@ -151,6 +151,11 @@ export class InvalidPageTokenError extends Error {
 export interface TaskStore {
   /** Inserts a validated task as QUEUED and returns its id once it is durable. */
   create(task: TesTask, options?: CreateTaskOptions): Promise<string>;
+  /**
+   * Inserts validated tasks as QUEUED in one commit (all or none) and returns their ids in
+   * order, once they are durable.
+   */
+  createMany(tasks: readonly TesTask[], options?: CreateTaskOptions): Promise<string[]>;
   /** Loads one task in the given view; throws {@linkcode TaskNotFoundError}. */
   get(id: string, view: TesView, owner?: string): Promise<TesTask>;
   /** Lists tasks, newest first, with keyset pagination. */
