@@ -1,6 +1,6 @@
 /**
- * Create throughput with durable commits (issue 13): `POST /tasks` at concurrency 64 and 16 and
- * `POST /tasks:batch`, on PostgreSQL with `fsync=on`, for this checkout and for another
+ * Create throughput with durable commits (issue 13): `POST /tasks` at concurrency 64 and 16,
+ * cancels of the created tasks and `POST /tasks:batch`, on PostgreSQL with `fsync=on`, for this checkout and for another
  * revision (the previous main) in the same run, alternating, each on a fresh database of the
  * same cluster. Prints medians over the runs; asserts nothing.
  *
@@ -105,12 +105,15 @@ async function runServer(
   );
   try {
     const base = `${server.url}/ga4gh/tes/v1`;
+    const ids: string[] = [];
     const post = (i: number) =>
       fetchJson<{ id: string }>(`${base}/tasks`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: taskBody(i < 0 ? 1_000_000 - i : i),
-      }).then(() => {});
+      }).then((body) => {
+        if (i >= 0) ids.push(body.id);
+      });
     const rows: Measure[] = [];
     for (const concurrency of [64, 16]) {
       rows.push(
@@ -122,6 +125,22 @@ async function runServer(
         ),
       );
     }
+    // cancels of QUEUED tasks: one single-row UPDATE each (group-committed on this checkout)
+    const cancel = (i: number) =>
+      fetchJson(`${base}/tasks/${ids[i < 0 ? ids.length + i : i]}:cancel`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      }).then(() => {});
+    const cancels = Math.min(creates, ids.length - 200);
+    rows.push(
+      await measure(
+        "POST /tasks/{id}:cancel c=64",
+        server.pid,
+        1,
+        () => runLoad(cancel, { count: cancels, concurrency: 64, warmup: 200 }),
+      ),
+    );
     const batchBody = (i: number) =>
       `{"tasks":[${
         Array.from({ length: batchSize }, (_, j) => taskBody(2_000_000 + i * batchSize + j))

@@ -349,6 +349,42 @@ async function conformance(t: Deno.TestContext, open: Open): Promise<void> {
     });
   });
 
+  await t.step(
+    "concurrent transitions, updates and cancels of many tasks each apply exactly as alone",
+    async () => {
+      await withStore(open, async (store) => {
+        const ids = await store.createMany(Array.from({ length: 120 }, () => task()));
+        const claimed = await store.claim("o1", 120, 60_000);
+        assert.equal(claimed.length, 120);
+        // every task gets, at once: a move to RUNNING, a log line, and (every third) a cancel;
+        // every tenth gets a log line the database refuses (a NUL), which must fail alone
+        const settled = await Promise.allSettled(ids.flatMap((id, i) => [
+          store.transition(id, "RUNNING", { startTime: new Date() }),
+          store.update(id, { systemLogs: [i % 10 === 3 ? `bad\u0000${i}` : `line ${i}`] }),
+          ...(i % 3 === 0 ? [store.cancel(id)] : []),
+        ]));
+        const rejected = settled.flatMap((r, k) => r.status === "rejected" ? [k] : []);
+        assert.equal(rejected.length, 12, "only the 12 refused updates fail");
+        for (const [i, id] of ids.entries()) {
+          const got = await store.get(id, "FULL");
+          assert.equal(got.state, i % 3 === 0 ? "CANCELING" : "RUNNING", `task ${i}`);
+          const lines = got.logs?.[0]?.system_logs ?? [];
+          assert.equal(lines.includes(`line ${i}`), i % 10 !== 3, `task ${i}: ${lines}`);
+        }
+        // a second round of racing writers: still exactly one wins each task
+        const wins = await Promise.all(ids.map((id) =>
+          Promise.all([
+            store.transition(id, "COMPLETE", { endTime: new Date() }),
+            store.transition(id, "SYSTEM_ERROR", { systemLogs: ["lost"] }),
+          ])
+        ));
+        for (const [i, pair] of wins.entries()) {
+          assert.equal(pair.filter(Boolean).length, i % 3 === 0 ? 0 : 1, `task ${i}: ${pair}`);
+        }
+      });
+    },
+  );
+
   await t.step("claim() by two owners at once never hands a task to both", async () => {
     await withStore(open, async (store) => {
       const created = new Set<string>();

@@ -213,6 +213,12 @@ WITH input AS (
 )
 SELECT pg_notify('${WORK_CHANNEL}', '') IS NULL AS notified, (SELECT count(*) FROM t) AS n`;
 
+/** One parameterised statement. */
+interface Statement {
+  sql: string;
+  params: readonly unknown[];
+}
+
 /** One row of {@linkcode CREATE_SQL}'s input. */
 interface CreateRow {
   ord: number;
@@ -443,6 +449,7 @@ export class SqlTaskStore implements TaskStore {
   #pending = false;
   #closed = false;
   #creates: GroupCommitter<CreateRow, string>;
+  #writes: GroupCommitter<Statement, unknown[]>;
 
   /**
    * Wraps a driver.
@@ -457,6 +464,34 @@ export class SqlTaskStore implements TaskStore {
     this.#creates = new GroupCommitter((rows) => this.#insert(rows), {
       maxInFlight: createsInFlight,
     });
+    // One batch at a time: two concurrent batches could lock the same rows in opposite orders.
+    this.#writes = new GroupCommitter((statements) => this.#runStatements(statements), {
+      maxInFlight: 1,
+      maxBatch: 256,
+    });
+  }
+
+  /**
+   * Runs single-row writes (state transitions, updates, cancels) that arrived together in ONE
+   * transaction, in arrival order: one commit (one fsync) for all of them. Each statement is
+   * the same as when it runs alone, so its result does not change; a statement that fails
+   * aborts the transaction, and the committer then runs each one alone.
+   */
+  async #runStatements(statements: readonly Statement[]): Promise<unknown[][]> {
+    if (statements.length === 1) {
+      const [only] = statements;
+      return [await this.#driver.query(only!.sql, only!.params)];
+    }
+    return await this.#driver.transaction(async (tx) => {
+      const results: unknown[][] = [];
+      for (const { sql, params } of statements) results.push(await tx.query(sql, params));
+      return results;
+    });
+  }
+
+  /** A write statement, group-committed with the writes that arrive with it. */
+  #write<T>(sql: string, params: readonly unknown[]): Promise<T[]> {
+    return this.#writes.add({ sql, params }) as Promise<T[]>;
   }
 
   /** The driver under this store. */
@@ -595,10 +630,7 @@ export class SqlTaskStore implements TaskStore {
    */
   async cancel(id: string, owner?: string): Promise<CancelResult> {
     const params = owner === undefined ? [id] : [id, owner];
-    const changed = await this.#driver.query<{ state: TesState }>(
-      CANCEL_SQL(owner !== undefined),
-      params,
-    );
+    const changed = await this.#write<{ state: TesState }>(CANCEL_SQL(owner !== undefined), params);
     if (changed[0] !== undefined) return { state: changed[0].state, changed: true };
     const rows = await this.#driver.query<{ state: TesState }>(
       `SELECT state FROM tasks WHERE id = $1${owner === undefined ? "" : " AND owner = $2"}`,
@@ -700,7 +732,7 @@ export class SqlTaskStore implements TaskStore {
     const toParam = params.add(to);
     const fromParam = params.add(allowedSources(to));
     const sets = updateClauses(update, params);
-    const rows = await this.#driver.query(
+    const rows = await this.#write(
       `UPDATE tasks SET state = ${toParam}, ${sets.join(", ")}
        WHERE id = ${idParam} AND state = ANY(${fromParam}::text[]) RETURNING 1 AS moved`,
       params.values,
@@ -719,7 +751,7 @@ export class SqlTaskStore implements TaskStore {
     const params = new Params();
     const idParam = params.add(id);
     const sets = updateClauses(update, params);
-    const rows = await this.#driver.query(
+    const rows = await this.#write(
       `UPDATE tasks SET ${sets.join(", ")} WHERE id = ${idParam} RETURNING 1 AS updated`,
       params.values,
     );
