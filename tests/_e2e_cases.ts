@@ -170,10 +170,16 @@ function taskLog(task: TesTask): NonNullable<TesTask["logs"]>[number] {
   return log;
 }
 
-/** Submits a task, waits for its end, and returns it (FULL) after the shape checks. */
+/**
+ * Submits a task, waits for its end, and returns it (FULL) after the shape checks. The deadline
+ * (a hang guard, never a timing check) grows with the task's containers: they run one after
+ * another, and on a busy machine each start takes seconds (a real kubelet starts the next init
+ * container only after its next pod sync).
+ */
 async function runTask(ctx: E2eContext, task: TesTask): Promise<TesTask> {
   const id = await ctx.client.createTask(task);
-  return await waitDone(ctx, id);
+  const containers = task.executors.length + 2; // the inputs and outputs transporters
+  return await waitDone(ctx, id, ctx.taskDeadlineMs * Math.max(1, Math.ceil(containers / 6)));
 }
 
 /** Waits (poll, deadline) for a task to end and returns it FULL, after the shape checks. */

@@ -8,7 +8,7 @@ import { type Command, UsageError } from "../command.ts";
 import { resolveServeOptions, ServeConfigError } from "../../src/server/serve_config.ts";
 import { startServer, UnsafeHostRuntimeError } from "../../src/server/start_server.ts";
 import { AUTH_TOKENS_FILE_ENV, withAuthTokensFile } from "../../src/api/auth_tokens_file.ts";
-import { DataDirNotUsableError } from "../../src/store/pglite/pglite_driver.ts";
+import { DataDirNotUsableError } from "../../src/store/pglite/data_dir_errors.ts";
 
 /**
  * The Deno permissions `planetary serve` needs: the network (listen, and PostgreSQL when

@@ -6,14 +6,15 @@
  * @module
  */
 import type { Command } from "../command.ts";
-import { main as transporterMain } from "../../transporter/main.ts";
 
 /** The `transporter` command (used inside task pods; not for people). */
 export const transporterCommand: Command = {
   name: "transporter",
   summary: "(inside task pods) download inputs or upload outputs",
   usage: "Usage: planetary transporter inputs|outputs <spec.json>\n",
-  run(argv: string[]): Promise<number> {
-    return transporterMain(argv);
+  async run(argv: string[]): Promise<number> {
+    // loaded only here: `planetary serve` and the client verbs never need the transporter
+    const { main } = await import("../../transporter/main.ts");
+    return await main(argv);
   },
 };

@@ -9,7 +9,7 @@ import type { ApiConfig } from "../api/config.ts";
 import type { ApiLogger } from "../api/request_log.ts";
 import { openTaskStore } from "../store/open_store.ts";
 import type { TaskStore } from "../store/task_store.ts";
-import { type ExecutionOptions, type RunningExecution, startExecution } from "./execution.ts";
+import type { ExecutionOptions, RunningExecution } from "./execution.ts";
 import { Monitor } from "../monitor/monitor.ts";
 import { supportedBackendParameters } from "../pod/pod_builder_config.ts";
 
@@ -206,6 +206,8 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
       ...new Set([...(given.fileAllowList ?? defaultFileAllowList()), ...sharedDirs]),
     ];
     const multiUser = Object.keys(options.api?.authTokens ?? {}).length > 0;
+    // loaded only when tasks run here (`--backend none` serves the API without it)
+    const { startExecution } = await import("./execution.ts");
     execution = startExecution(store, {
       ...given,
       workDir: given.workDir ?? `${base}/work`,

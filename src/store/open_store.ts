@@ -6,8 +6,6 @@
  */
 import type { SqlDriver } from "./driver.ts";
 import { migrate } from "./migrate.ts";
-import { openPgliteDriver } from "./pglite/pglite_driver.ts";
-import { openPostgresDriver } from "./postgres/postgres_driver.ts";
 import { SqlTaskStore } from "./sql_task_store.ts";
 
 /** Options of {@linkcode openTaskStore}. */
@@ -47,9 +45,13 @@ export interface OpenTaskStoreOptions {
  */
 export async function openTaskStore(options: OpenTaskStoreOptions = {}): Promise<SqlTaskStore> {
   const { databaseUrl, dataDir, poolSize = 10, migrate: runMigrations = true } = options;
+  // Each driver is loaded only when used: PGlite (WASM) costs a server on PostgreSQL memory,
+  // and the PostgreSQL client is not needed by the embedded default.
   const driver: SqlDriver = databaseUrl !== undefined
-    ? openPostgresDriver(databaseUrl, { poolSize })
-    : await openPgliteDriver(dataDir === undefined ? {} : { dataDir });
+    ? (await import("./postgres/postgres_driver.ts")).openPostgresDriver(databaseUrl, { poolSize })
+    : await (await import("./pglite/pglite_driver.ts")).openPgliteDriver(
+      dataDir === undefined ? {} : { dataDir },
+    );
   try {
     if (runMigrations) await migrate(driver);
   } catch (error) {

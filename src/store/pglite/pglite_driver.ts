@@ -8,6 +8,7 @@
 import { PGlite } from "@electric-sql/pglite";
 import type { NotifyHandler, SqlDriver, SqlQueryable } from "../driver.ts";
 import { acquireDataDirLock } from "./data_dir_lock.ts";
+import { DataDirNotUsableError } from "./data_dir_errors.ts";
 
 /** Options of {@linkcode openPgliteDriver}. */
 export interface PgliteDriverOptions {
@@ -18,32 +19,7 @@ export interface PgliteDriverOptions {
   dataDir?: string;
 }
 
-/**
- * Raised when a data directory cannot hold the embedded database: it is not a folder, or it is
- * a folder that is not empty and holds no PGlite database (PGlite's `initdb` would fail on it
- * with nothing but `ExitStatus {status: 1}`).
- */
-export class DataDirNotUsableError extends Error {
-  /** Stable error code. */
-  readonly code = "DATA_DIR_NOT_USABLE";
-  /** The data directory. */
-  readonly dataDir: string;
-  /** What is wrong with it and what to do (the message without the folder). */
-  readonly reason: string;
-  /**
-   * Builds the error.
-   *
-   * @param dataDir The data directory.
-   * @param reason What is wrong with it and what to do, e.g. `is not empty and holds no
-   * Planetary database: choose another folder or empty it`.
-   */
-  constructor(dataDir: string, reason: string) {
-    super(`Data directory "${dataDir}" ${reason}`);
-    this.name = "DataDirNotUsableError";
-    this.dataDir = dataDir;
-    this.reason = reason;
-  }
-}
+export { DataDirNotUsableError } from "./data_dir_errors.ts";
 
 /** What is wrong with a data folder for the embedded database, or undefined when it is fine. */
 export type DataDirProblem = "not-a-folder" | "not-empty";
