@@ -1,9 +1,10 @@
 /**
  * API benchmark: `planetary serve --backend none` in a subprocess, this process as the load
- * generator, against PostgreSQL 15 and against the embedded database (PGlite).
+ * generator, against PostgreSQL 15 and against the embedded databases: SQLite (`node:sqlite`, the
+ * default) and PGlite (the default before it, still used for its old data folders).
  *
  * Per database: the server's memory idle; create-task throughput and latency at concurrency
- * 64; `GET /tasks/{id}?view=FULL` at concurrency 8 and 1; the database filled to `--tasks`
+ * 64; `GET /tasks/{id}?view=FULL` at concurrency 16, 8 and 1, MINIMAL at 16; the database filled to `--tasks`
  * tasks (synthetic rows from `bench/store_seed.ts`, seeded before the server starts); list
  * MINIMAL page_size 256 filtered by one tag (≈0.1% and ≈10% of the tasks) and by state, and
  * BASIC unfiltered, at concurrency 1 and 8; the server's memory after each phase. With
@@ -11,9 +12,9 @@
  * default cluster runs with `fsync=off`, like the test harness).
  *
  * ```sh
- * deno task bench                                  # 1,000,000 tasks, both databases
+ * deno task bench                                  # 1,000,000 tasks, every database
  * deno run -A bench/api.ts --quick --db pg         # 100,000 tasks, PostgreSQL only
- * deno run -A bench/api.ts --tasks 250000 --db pglite --creates 5000
+ * deno run -A bench/api.ts --tasks 250000 --db embedded --creates 5000  # SQLite and PGlite
  * ```
  *
  * It prints figures and asserts nothing.
@@ -26,7 +27,8 @@ import { migrate } from "../src/store/migrate.ts";
 import { openPgliteDriver } from "../src/store/pglite/pglite_driver.ts";
 import { openPostgresDriver } from "../src/store/postgres/postgres_driver.ts";
 import type { SqlDriver } from "../src/store/driver.ts";
-import { seedTasks } from "./store_seed.ts";
+import { SQLITE_FILE } from "../src/store/open_store.ts";
+import { seedSqliteTasks, seedTasks } from "./store_seed.ts";
 import {
   fetchJson,
   fixed,
@@ -41,12 +43,13 @@ import {
   startBenchPostgres,
 } from "./_load.ts";
 
-const USAGE = `Usage: deno run -A bench/api.ts [--tasks N | --quick] [--db pg|pglite|both]
+const USAGE = `Usage: deno run -A bench/api.ts [--tasks N | --quick]
+  [--db all|pg|embedded|sqlite|pglite]
   [--creates N] [--requests N]
 
   --tasks N      tasks in the database for the list benchmark (default 1000000)
   --quick        same as --tasks 100000
-  --db D         pg, pglite or both (default both)
+  --db D         all (default), pg, embedded (sqlite and pglite), sqlite or pglite
   --creates N    measured creates at concurrency 64 (default 10000)
   --requests N   measured requests per GET/list row (default 400)
 `;
@@ -54,9 +57,12 @@ const USAGE = `Usage: deno run -A bench/api.ts [--tasks N | --quick] [--db pg|pg
 const CREATE_CONCURRENCY = 64;
 const CREATE_WARMUP = 500;
 
+const DBS = ["all", "pg", "embedded", "sqlite", "pglite"] as const;
+type Db = typeof DBS[number];
+
 interface Options {
   tasks: number;
-  db: "pg" | "pglite" | "both";
+  db: Db;
   creates: number;
   requests: number;
 }
@@ -84,13 +90,13 @@ function parseOptions(args: string[]): Options {
     if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: positive integer, got ${text}`);
     return n;
   };
-  const db = values.db ?? "both";
-  if (db !== "pg" && db !== "pglite" && db !== "both") {
-    throw new Error(`--db: pg, pglite or both, got ${db}`);
+  const db = values.db ?? "all";
+  if (!(DBS as readonly string[]).includes(db)) {
+    throw new Error(`--db: one of ${DBS.join(", ")}, got ${db}`);
   }
   return {
     tasks: count(values.tasks, values.quick ? 100_000 : 1_000_000, "--tasks"),
-    db,
+    db: db as Db,
     creates: count(values.creates, 10_000, "--creates"),
     requests: count(values.requests, 400, "--requests"),
   };
@@ -180,16 +186,18 @@ async function measure(
   if (ids.length === 0) throw new Error(`every create failed: ${created.result.firstError}`);
   memory.push(["after creates", await readMemory(pid)]);
 
-  const getFull = async (): Promise<void> => {
-    await fetchJson(`${base}/tasks/${ids[random(ids.length)]}?view=FULL`);
+  const get = (view: string) => async (): Promise<void> => {
+    await fetchJson(`${base}/tasks/${ids[random(ids.length)]}?view=${view}`);
   };
-  for (const concurrency of [8, 1]) {
+  for (
+    const [view, concurrency] of [["FULL", 16], ["FULL", 8], ["FULL", 1], ["MINIMAL", 16]] as const
+  ) {
     rows.push(
       await phase(
         pid,
-        "GET /tasks/{id} FULL",
+        `GET /tasks/{id} ${view}`,
         concurrency,
-        () => runLoad(getFull, { count: options.requests * 4, concurrency, warmup: 100 }),
+        () => runLoad(get(view), { count: options.requests * 4, concurrency, warmup: 100 }),
       ),
     );
   }
@@ -298,11 +306,20 @@ async function benchPostgres(options: Options): Promise<DbReport> {
   return report;
 }
 
-async function benchPglite(options: Options): Promise<DbReport> {
+/**
+ * One embedded database: `seed` fills a new data folder (the server locks its folder, so the
+ * rows go in before it starts), then the API phases run against a server on it.
+ */
+async function benchEmbedded(
+  options: Options,
+  name: string,
+  title: string,
+  seed: (dir: string, count: number) => Promise<number>,
+): Promise<DbReport> {
   const seedCount = Math.max(0, options.tasks - options.creates - CREATE_WARMUP);
-  const dir = await Deno.makeTempDir({ prefix: "planetary-bench-pglite-" });
+  const dir = await Deno.makeTempDir({ prefix: `planetary-bench-${name.toLowerCase()}-` });
   const report: DbReport = {
-    title: "PGlite 0.3 (embedded, data dir on disk)",
+    title,
     seedSeconds: 0,
     seeded: seedCount,
     rows: [],
@@ -310,14 +327,8 @@ async function benchPglite(options: Options): Promise<DbReport> {
     load: ["?", "?"],
   };
   try {
-    // The server locks its data dir, so the rows go in before it starts.
-    console.error(`PGlite: seeding ${fmtInt(seedCount)} tasks…`);
-    const driver = await openPgliteDriver({ dataDir: dir });
-    try {
-      report.seedSeconds = await seed(driver, seedCount);
-    } finally {
-      await driver.close();
-    }
+    console.error(`${name}: seeding ${fmtInt(seedCount)} tasks…`);
+    report.seedSeconds = await seed(dir, seedCount);
     const server = await spawnServe(["--backend", "none", "--data-dir", dir]);
     try {
       await measure(server.url, server.pid, options, report);
@@ -330,6 +341,37 @@ async function benchPglite(options: Options): Promise<DbReport> {
     await Deno.remove(`${dir}.lock`).catch(() => {});
   }
   return report;
+}
+
+function benchSqlite(options: Options): Promise<DbReport> {
+  return benchEmbedded(
+    options,
+    "SQLite",
+    "SQLite (node:sqlite, the embedded default; WAL, synchronous=FULL, data dir on disk)",
+    (dir, count) => {
+      const started = performance.now();
+      seedSqliteTasks(`${dir}/${SQLITE_FILE}`, count, {
+        onProgress: (done) => console.error(`  seeded ${fmtInt(done)} / ${fmtInt(count)}`),
+      });
+      return Promise.resolve((performance.now() - started) / 1000);
+    },
+  );
+}
+
+function benchPglite(options: Options): Promise<DbReport> {
+  return benchEmbedded(
+    options,
+    "PGlite",
+    "PGlite 0.3 (embedded default before SQLite; data dir on disk)",
+    async (dir, count) => {
+      const driver = await openPgliteDriver({ dataDir: dir });
+      try {
+        return await seed(driver, count);
+      } finally {
+        await driver.close();
+      }
+    },
+  );
 }
 
 function printReport(report: DbReport, options: Options): void {
@@ -396,6 +438,12 @@ if (import.meta.main) {
       `${options.requests} requests per row, ${navigator.hardwareConcurrency} CPUs, ` +
       `Deno ${Deno.version.deno}`,
   );
-  if (options.db !== "pglite") printReport(await benchPostgres(options), options);
-  if (options.db !== "pg") printReport(await benchPglite(options), options);
+  const { db } = options;
+  if (db === "all" || db === "pg") printReport(await benchPostgres(options), options);
+  if (db === "all" || db === "embedded" || db === "sqlite") {
+    printReport(await benchSqlite(options), options);
+  }
+  if (db === "all" || db === "embedded" || db === "pglite") {
+    printReport(await benchPglite(options), options);
+  }
 }

@@ -12,7 +12,9 @@
  *
  * @module
  */
+import { DatabaseSync } from "node:sqlite";
 import type { SqlDriver } from "../src/store/driver.ts";
+import { migrateSqlite } from "../src/store/sqlite/sqlite_schema.ts";
 import { openPostgresDriver } from "../src/store/postgres/postgres_driver.ts";
 import { migrate } from "../src/store/migrate.ts";
 
@@ -93,6 +95,77 @@ export async function seedTasks(
   // database; it cannot run in a transaction, hence one statement each.
   await driver.exec("VACUUM (ANALYZE) tasks");
   await driver.exec("VACUUM (ANALYZE) task_tags");
+  return count;
+}
+
+/** {@linkcode SEED_SQL} in SQLite's dialect: tasks `$1..$2` (bound twice: first, last). */
+const SQLITE_SEED_SQL = `
+WITH RECURSIVE s(g) AS (SELECT ?1 UNION ALL SELECT g + 1 FROM s WHERE g < ?2)
+INSERT INTO tasks (id, state, name, request, tags, creation_time, updated_at)
+SELECT
+  'seed' || printf('%022x', g),
+  CASE
+    WHEN g % 20 = 0 THEN 'QUEUED'
+    WHEN g % 20 = 1 THEN 'RUNNING'
+    WHEN g % 20 IN (2, 3) THEN 'EXECUTOR_ERROR'
+    WHEN g % 20 = 4 THEN 'CANCELED'
+    ELSE 'COMPLETE'
+  END,
+  'seed-' || (g % 100) || '-' || g,
+  json_object(
+    'executors', json_array(json_object(
+      'image', 'ubuntu:24.04', 'command', json_array('sh', '-c', 'echo ' || g))),
+    'outputs', json_array(json_object('url', 's3://bucket/out/' || g, 'path', '/out/result.txt'))),
+  CASE WHEN g % 100 = 7
+    THEN json_object('batch', 'b' || (g % 1000), 'project', 'p' || (g % 10), 'rare', 'yes')
+    ELSE json_object('batch', 'b' || (g % 1000), 'project', 'p' || (g % 10)) END,
+  ?3 - (?2 - g),
+  ?3
+FROM s`;
+
+/**
+ * Fills the SQLite store file at `path` (made and migrated when new) with the same synthetic
+ * tasks as {@linkcode seedTasks}, then analyzes it. Open it with nothing else holding it.
+ *
+ * @param path The database file (`<data-dir>/planetary.sqlite`).
+ * @param count How many tasks.
+ * @param options Batch size and progress.
+ * @returns The number of tasks inserted.
+ */
+export function seedSqliteTasks(
+  path: string,
+  count: number,
+  options: SeedTasksOptions = {},
+): number {
+  const { batchSize = 100_000, onProgress } = options;
+  const db = new DatabaseSync(path);
+  try {
+    db.exec("PRAGMA journal_mode = WAL");
+    migrateSqlite(db);
+    const offset = Number(
+      (db.prepare("SELECT coalesce(max(seq), 0) AS n FROM tasks").get() as { n: number }).n,
+    );
+    const insert = db.prepare(SQLITE_SEED_SQL);
+    const tags = db.prepare(
+      `INSERT INTO task_tags (task_seq, key, value)
+       SELECT t.seq, e.key, e.value FROM tasks t, json_each(t.tags) e WHERE t.seq > ?`,
+    );
+    for (let done = 0; done < count; done += batchSize) {
+      const first = offset + done + 1;
+      const last = offset + Math.min(count, done + batchSize);
+      db.exec("BEGIN");
+      const before = Number(
+        (db.prepare("SELECT coalesce(max(seq), 0) AS n FROM tasks").get() as { n: number }).n,
+      );
+      insert.run(first, last, Date.now());
+      tags.run(before);
+      db.exec("COMMIT");
+      onProgress?.(last - offset);
+    }
+    db.exec("ANALYZE");
+  } finally {
+    db.close();
+  }
   return count;
 }
 

@@ -3,7 +3,7 @@
  * of the task (values and keys) with hostile values (a NUL, 10 KB, a lone surrogate, `null`, a
  * number, an array…), mangles every list query parameter and the task id in the path, and adds
  * seeded random combinations. Every answer must be 200/400/404/413/415 with a JSON error body,
- * never a 500; a task that was accepted must read back in FULL. Run against PGlite and
+ * never a 500; a task that was accepted must read back in FULL. Run against SQLite, PGlite and
  * PostgreSQL, because the two refuse different things (PostgreSQL refuses NUL in text).
  *
  * The seed is fixed (`PLANETARY_FUZZ_SEED` overrides it); a failure lists every bad request.
@@ -408,14 +408,16 @@ Deno.test("fuzzRequests() is deterministic and covers every string of the task",
   assert.ok(withKeyProto !== undefined, "a __proto__ key reaches the JSON text");
 });
 
-Deno.test("createApp() never answers 500 to fuzzed requests on PGlite", async () => {
-  const store = await openTaskStore({});
-  try {
-    report("PGlite", await fuzz(store));
-  } finally {
-    await store.close();
-  }
-});
+for (const engine of ["sqlite", "pglite"] as const) {
+  Deno.test(`createApp() never answers 500 to fuzzed requests on ${engine}`, async () => {
+    const store = await openTaskStore({ engine });
+    try {
+      report(engine, await fuzz(store));
+    } finally {
+      await store.close();
+    }
+  });
+}
 
 Deno.test({
   name: "createApp() never answers 500 to fuzzed requests on PostgreSQL",

@@ -2,7 +2,7 @@
  * The HTTP API is safe by default: a web page cannot make it act (JSON content type required,
  * CORS off, `Host` check against DNS rebinding), a stalled body cannot hold a request, and bad
  * values in the URL are 400s naming them, never 500s. In process through `createApp().fetch`
- * against a real store (PGlite, and PostgreSQL where the database itself refuses values), and
+ * against a real store (embedded SQLite, and PostgreSQL where the database itself refuses values), and
  * over a real socket for the body timeout.
  */
 import assert from "node:assert/strict";
@@ -315,7 +315,7 @@ storeCase(
 
 // ---------------------------------------------------------------------------------------------
 
-Deno.test("createApp() is safe by default, against one in-memory PGlite store", async (t) => {
+Deno.test("createApp() is safe by default, against one in-memory SQLite store", async (t) => {
   const store = await openTaskStore({});
   try {
     for (const [name, fn] of CASES) await t.step(name, () => fn(store));

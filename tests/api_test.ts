@@ -1,5 +1,5 @@
 /**
- * The HTTP API end to end against a real store (PGlite in memory): every route under both
+ * The HTTP API end to end against a real store (SQLite in memory): every route under both
  * prefixes, views, filters, pagination, cancel semantics, errors, logs, auth; in process
  * through the fetch handler, and once over a real socket.
  */
@@ -56,7 +56,7 @@ interface CallResult {
 type ApiCase = [name: string, config: ApiConfig, fn: (h: Harness) => Promise<void>];
 const API_CASES: ApiCase[] = [];
 
-/** Registers a case run against the one shared store (opening PGlite takes seconds). */
+/** Registers a case run against the one shared store (one store for every case). */
 function apiCase(name: string, config: ApiConfig, fn: (h: Harness) => Promise<void>): void {
   API_CASES.push([name, config, fn]);
 }
@@ -1153,7 +1153,7 @@ Deno.test("startServer() serves the API over a real socket", async () => {
   }
 });
 
-Deno.test("createApp() against one in-memory PGlite store", async (t) => {
+Deno.test("createApp() against one in-memory SQLite store", async (t) => {
   const store = await openTaskStore({});
   try {
     for (const [name, config, fn] of API_CASES) {

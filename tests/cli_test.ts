@@ -71,7 +71,7 @@ function assertUsageError(result: CliResult, message: RegExp): void {
   assertNoStackTrace(result);
 }
 
-/** Tests that need the API: run as steps of one test, over one server (PGlite is slow to open). */
+/** Tests that need the API: run as steps of one test, over one server. */
 const SERVER_TESTS: { name: string; run: (server: TesTestServer) => Promise<void> }[] = [];
 
 function serverTest(name: string, run: (server: TesTestServer) => Promise<void>): void {

@@ -2,7 +2,7 @@
  * Durability: every task acknowledged with a 200 survives a SIGKILL of `planetary serve`. The
  * server runs as a subprocess (the real CLI, with only the permissions it documents), is
  * killed right after the last 200, restarted on the same database, and every task must be
- * there, complete and QUEUED. Run with the embedded database (PGlite) and with PostgreSQL.
+ * there, complete and QUEUED. Run with the embedded database (SQLite) and with PostgreSQL.
  */
 import { assertEquals } from "./_api_assert.ts";
 import { createDatabase, requirePostgres, startPostgres } from "./_harness/postgres.ts";
@@ -156,7 +156,7 @@ async function killAndRestart(serveArgs: string[]): Promise<void> {
   await stopGracefully(second);
 }
 
-Deno.test("planetary serve keeps every acknowledged task across SIGKILL (PGlite)", async () => {
+Deno.test("planetary serve keeps every acknowledged task across SIGKILL (embedded SQLite)", async () => {
   const dir = await Deno.makeTempDir({ prefix: "planetary-durability-" });
   try {
     await killAndRestart(["--data-dir", `${dir}/data`]);

@@ -16,7 +16,7 @@ import {
   podName,
   REPORT_PREFIX,
 } from "../src/pod/mod.ts";
-import { openTaskStore, type SqlTaskStore } from "../src/store/mod.ts";
+import { openTaskStore, type TaskStore } from "../src/store/mod.ts";
 import { requireHostRuntime } from "./_harness/host_runtime.ts";
 
 const ENABLED = await requireHostRuntime();
@@ -64,7 +64,7 @@ const REPORT = `${REPORT_PREFIX}${
 }`;
 
 async function withParts(
-  fn: (parts: { store: SqlTaskStore; backend: LocalBackend }) => Promise<void>,
+  fn: (parts: { store: TaskStore; backend: LocalBackend }) => Promise<void>,
 ): Promise<void> {
   const tmp = await Deno.makeTempDir({ prefix: "planetary-monitor-test-" });
   const store = await openTaskStore({});

@@ -1,18 +1,22 @@
 /**
  * The task store conformance suite: the same cases against real PostgreSQL (a throwaway
- * cluster) and embedded PGlite, plus what only one of them has (concurrent migrations on
- * PostgreSQL; the data directory lock and durability on PGlite).
+ * cluster), embedded SQLite and PGlite, plus what only some of them have (concurrent
+ * migrations on PostgreSQL; the data folder: its engine, its lock, data kept across reopen).
  */
 import assert from "node:assert/strict";
 import {
+  dataDirContents,
   DataDirLockedError,
   InvalidPageTokenError,
   migrate,
   openPgliteDriver,
   openPostgresDriver,
+  openSqliteTaskStore,
   openTaskStore,
+  SQLITE_FILE,
   SqlTaskStore,
   TaskNotFoundError,
+  type TaskStore,
 } from "../src/store/mod.ts";
 import type { TesState, TesTask } from "../src/tes/model.ts";
 import {
@@ -39,7 +43,7 @@ async function pollUntil<T>(what: string, fn: () => Promise<T | undefined>): Pro
 }
 
 async function listAll(
-  store: SqlTaskStore,
+  store: TaskStore,
   pageSize: number,
   filters: { state?: TesState; tags?: Record<string, string>; namePrefix?: string } = {},
 ): Promise<string[]> {
@@ -61,9 +65,11 @@ async function listAll(
   throw new Error("pagination does not end");
 }
 
-type Open = () => Promise<SqlTaskStore>;
+/** A store under test: the contract, and the wait that tells what woke it. */
+type TestedStore = TaskStore & Pick<SqlTaskStore, "waitForNotification">;
+type Open = () => Promise<TestedStore>;
 
-async function withStore(open: Open, fn: (store: SqlTaskStore) => Promise<void>): Promise<void> {
+async function withStore(open: Open, fn: (store: TestedStore) => Promise<void>): Promise<void> {
   const store = await open();
   try {
     await fn(store);
@@ -713,6 +719,58 @@ Deno.test({
   },
 });
 
+Deno.test("SqliteTaskStore (node:sqlite, in memory) passes the conformance suite", async (t) => {
+  await conformance(t, () => Promise.resolve(openSqliteTaskStore()));
+});
+
+Deno.test("openTaskStore() makes a SQLite store in a new data folder, readable by its user only", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "planetary-store-" });
+  try {
+    const dataDir = `${dir}/data`;
+    const store = await openTaskStore({ dataDir });
+    await store.create(task());
+    // the journal files (present while open) are as private as the database
+    for (const suffix of ["", "-wal", "-shm"]) {
+      const file = `${dataDir}/${SQLITE_FILE}${suffix}`;
+      assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600, file);
+    }
+    await store.close();
+    assert.equal(await dataDirContents(dataDir), "sqlite");
+    assert.equal((await Deno.stat(dataDir)).mode! & 0o777, 0o700);
+    await Deno.mkdir(`${dir}/other`);
+    await Deno.writeTextFile(`${dir}/other/notes.txt`, "mine");
+    await assert.rejects(
+      openTaskStore({ dataDir: `${dir}/other` }),
+      /is not empty and holds no Planetary database/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openTaskStore() keeps a PGlite data folder of an earlier Planetary working, and says so", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "planetary-store-" });
+  try {
+    const dataDir = `${dir}/data`;
+    const old = await openTaskStore({ dataDir, engine: "pglite" });
+    const id = await old.create(task({ name: "from PGlite" }));
+    await old.close();
+    assert.equal(await dataDirContents(dataDir), "pglite");
+    const notices: string[] = [];
+    const store = await openTaskStore({ dataDir, onNotice: (line) => notices.push(line) });
+    try {
+      assert.equal((await store.get(id, "BASIC")).name, "from PGlite");
+      assert.equal(notices.length, 1);
+      assert.match(notices[0]!, /holds a PGlite database .* keeps working on PGlite/);
+      assert.match(notices[0]!, /empty --data-dir/);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("openTaskStore() refuses a PGlite data directory held by another store", async () => {
   const dir = await Deno.makeTempDir({ prefix: "planetary-store-" });
   try {
@@ -787,11 +845,17 @@ Deno.test("openTaskStore() refuses a data directory held by another process, the
   }
 });
 
-Deno.test("openTaskStore() keeps PGlite data across close and reopen", async () => {
+for (const engine of ["sqlite", "pglite"] as const) {
+  Deno.test(`openTaskStore() keeps ${engine} data across close and reopen`, async () => {
+    await keepsDataAcrossReopen(engine);
+  });
+}
+
+async function keepsDataAcrossReopen(engine: "sqlite" | "pglite"): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "planetary-store-" });
   try {
     const dataDir = `${dir}/data`;
-    const first = await openTaskStore({ dataDir });
+    const first = await openTaskStore({ dataDir, engine });
     const id = await first.create(task({ name: "durable", tags: { keep: "me" } }));
     await first.claim("o1", 1, 60_000);
     await first.transition(id, "COMPLETE", { systemLogs: ["done"] });
@@ -799,6 +863,7 @@ Deno.test("openTaskStore() keeps PGlite data across close and reopen", async () 
 
     const second = await openTaskStore({ dataDir });
     try {
+      assert.equal(await dataDirContents(dataDir), engine);
       const got = await second.get(id, "FULL");
       assert.equal(got.state, "COMPLETE");
       assert.equal(got.name, "durable");
@@ -811,4 +876,4 @@ Deno.test("openTaskStore() keeps PGlite data across close and reopen", async () 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-});
+}

@@ -20,7 +20,8 @@ export interface ServeOptions {
   /** Port to listen on; 0 picks a free one (read it back from `url`). @default 8000 */
   port?: number;
   /**
-   * Folder of the embedded database (PGlite), used when `databaseUrl` is not set.
+   * Folder of the embedded database (SQLite, `planetary.sqlite`; PGlite for a folder an
+   * earlier Planetary made with it), used when `databaseUrl` is not set.
    * @default a `planetary` folder under `$XDG_DATA_HOME` or `~/.local/share`
    */
   dataDir?: string;
@@ -188,10 +189,17 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   } else {
     const dataDir = options.dataDir ?? defaultDataDir();
     // A file in its place is reported by the store (DataDirNotUsableError), not as EEXIST.
-    await Deno.mkdir(dataDir, { recursive: true }).catch((error) => {
+    await Deno.mkdir(dataDir, { recursive: true, mode: 0o700 }).catch((error) => {
       if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
     });
-    store = await openTaskStore({ dataDir });
+    store = await openTaskStore({
+      dataDir,
+      // an earlier Planetary's PGlite folder keeps working: say so, once, at start
+      onNotice: (message) =>
+        options.logger === undefined
+          ? console.error(`planetary: ${message}`)
+          : options.logger.warn(message),
+    });
     ownsStore = true;
   }
 

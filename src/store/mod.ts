@@ -1,11 +1,11 @@
 /**
  * The task store: the {@linkcode TaskStore} contract, its SQL implementation over PostgreSQL
- * (`npm:postgres`) or embedded PGlite, the migrations, and {@linkcode openTaskStore} that picks
- * and prepares one.
+ * (`npm:postgres`) or PGlite, the embedded SQLite store (`node:sqlite`), the migrations, and
+ * {@linkcode openTaskStore} that picks and prepares one.
  *
  * ```ts
  * import { openTaskStore } from "./mod.ts";
- * const store = await openTaskStore({}); // in-memory PGlite
+ * const store = await openTaskStore({}); // in-memory SQLite
  * await store.close();
  * ```
  *
@@ -21,6 +21,8 @@ export * from "./migrate.ts";
 export * from "./task_id.ts";
 export * from "./page_token.ts";
 export * from "./sql_task_store.ts";
+export * from "./sqlite/sqlite_task_store.ts";
+export * from "./sqlite/sqlite_schema.ts";
 export * from "./open_store.ts";
 // The TES types in the store's signatures, so that this entry point documents them.
 export type * from "../tes/model.ts";

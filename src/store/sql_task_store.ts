@@ -5,20 +5,13 @@
  *
  * @module
  */
-import type {
-  TesExecutorLog,
-  TesInput,
-  TesOutputFileLog,
-  TesState,
-  TesTask,
-  TesTaskLog,
-  TesView,
-} from "../tes/model.ts";
+import type { TesState, TesTask, TesView } from "../tes/model.ts";
 import { allowedSources } from "../tes/state.ts";
 import type { SqlDriver } from "./driver.ts";
 import { decodePageToken, encodePageToken, fingerprintFilters } from "./page_token.ts";
-import { newTaskId } from "./task_id.ts";
+import { type CreateRow, createRow, splitExecutorLogs, type TaskRow, toTask } from "./_task_row.ts";
 import { GroupCommitter } from "./_group_commit.ts";
+import { WakeUps } from "./_wake_ups.ts";
 import {
   type CancelResult,
   type ClaimedTask,
@@ -67,83 +60,6 @@ function columns(view: TesView): string {
   return [...basic, "t.input_contents", "t.executor_outputs", "t.system_logs"].join(", ");
 }
 
-/** The request part of a task, as stored in `tasks.request` (input content apart). */
-interface StoredRequest {
-  inputs?: Omit<TesInput, "content">[];
-  outputs?: TesTask["outputs"];
-  resources?: TesTask["resources"];
-  executors: TesTask["executors"];
-  volumes?: string[];
-}
-
-/** An executor log without its output, as stored in `tasks.executor_logs`. */
-type StoredExecutorLog = Omit<TesExecutorLog, "stdout" | "stderr">;
-/** Executor output, as stored in `tasks.executor_outputs`. */
-type StoredExecutorOutput = Pick<TesExecutorLog, "stdout" | "stderr">;
-
-interface TaskRow {
-  seq: string;
-  id: string;
-  state: TesState;
-  name?: string | null;
-  description?: string | null;
-  request?: StoredRequest;
-  tags?: Record<string, string> | null;
-  creation_time?: string;
-  start_time?: string | null;
-  end_time?: string | null;
-  executor_logs?: StoredExecutorLog[] | null;
-  output_logs?: TesOutputFileLog[] | null;
-  metadata?: Record<string, string> | null;
-  has_system_logs?: boolean;
-  input_contents?: (string | null)[] | null;
-  executor_outputs?: StoredExecutorOutput[] | null;
-  system_logs?: string[] | null;
-}
-
-function toTask(row: TaskRow, view: TesView): TesTask {
-  if (view === "MINIMAL") return { id: row.id, state: row.state } as TesTask;
-  const full = view === "FULL";
-  const request = row.request ?? { executors: [] };
-  // Built field by field in the specification's order (id, state, name, …, creation_time).
-  const task = { id: row.id, state: row.state } as TesTask;
-  if (row.name != null) task.name = row.name;
-  if (row.description != null) task.description = row.description;
-  if (request.inputs !== undefined) {
-    task.inputs = request.inputs.map((input, i) => {
-      const content = full ? row.input_contents?.[i] : undefined;
-      return content == null ? { ...input } : { ...input, content };
-    });
-  }
-  if (request.outputs !== undefined) task.outputs = request.outputs;
-  if (request.resources !== undefined) task.resources = request.resources;
-  task.executors = request.executors;
-  if (request.volumes !== undefined) task.volumes = request.volumes;
-  if (row.tags != null && Object.keys(row.tags).length > 0) task.tags = row.tags;
-  const started = row.start_time != null || row.end_time != null ||
-    row.executor_logs != null || row.output_logs != null || row.metadata != null ||
-    row.has_system_logs === true;
-  if (started) {
-    const log: TesTaskLog = {
-      logs: (row.executor_logs ?? []).map((entry, i) => {
-        const output = full ? row.executor_outputs?.[i] : undefined;
-        const executorLog: TesExecutorLog = { ...entry };
-        if (output?.stdout !== undefined) executorLog.stdout = output.stdout;
-        if (output?.stderr !== undefined) executorLog.stderr = output.stderr;
-        return executorLog;
-      }),
-      outputs: row.output_logs ?? [],
-    };
-    if (row.metadata != null) log.metadata = row.metadata;
-    if (row.start_time != null) log.start_time = row.start_time;
-    if (row.end_time != null) log.end_time = row.end_time;
-    if (full && row.system_logs != null) log.system_logs = row.system_logs;
-    task.logs = [log];
-  }
-  if (row.creation_time !== undefined) task.creation_time = row.creation_time;
-  return task;
-}
-
 /** Collects `$n` parameters while a statement is built. */
 class Params {
   readonly values: unknown[] = [];
@@ -164,13 +80,7 @@ function json(value: unknown): string | null {
 /** Parameters and SET clauses of a {@linkcode TaskUpdate}, from `$first` on. */
 function updateClauses(update: TaskUpdate, params: Params): string[] {
   const { executorLogs, outputs, systemLogs, metadata, startTime, endTime } = update;
-  const stored = executorLogs?.map(({ stdout: _o, stderr: _e, ...rest }) => rest);
-  const streams = executorLogs?.map(({ stdout, stderr }) => {
-    const out: StoredExecutorOutput = {};
-    if (stdout !== undefined) out.stdout = stdout;
-    if (stderr !== undefined) out.stderr = stderr;
-    return out;
-  });
+  const { stored, streams } = splitExecutorLogs(executorLogs);
   const logs = params.add(json(stored));
   const outs = params.add(json(streams));
   const files = params.add(json(outputs));
@@ -217,42 +127,6 @@ SELECT pg_notify('${WORK_CHANNEL}', '') IS NULL AS notified, (SELECT count(*) FR
 interface Statement {
   sql: string;
   params: readonly unknown[];
-}
-
-/** One row of {@linkcode CREATE_SQL}'s input. */
-interface CreateRow {
-  ord: number;
-  id: string;
-  name: string | null;
-  description: string | null;
-  request: StoredRequest;
-  input_contents: (string | null)[] | null;
-  tags: Record<string, string>;
-  owner: string | null;
-}
-
-/** The row of a new task, with a fresh id. */
-function createRow(task: TesTask, owner: string | undefined, ord: number): CreateRow {
-  const request: StoredRequest = { executors: task.executors };
-  if (task.inputs !== undefined) {
-    request.inputs = task.inputs.map(({ content: _content, ...rest }) => rest);
-  }
-  if (task.outputs !== undefined) request.outputs = task.outputs;
-  if (task.resources !== undefined) request.resources = task.resources;
-  if (task.volumes !== undefined) request.volumes = task.volumes;
-  const contents = task.inputs?.some((input) => input.content !== undefined)
-    ? task.inputs.map((input) => input.content ?? null)
-    : null;
-  return {
-    ord,
-    id: newTaskId(),
-    name: task.name ?? null,
-    description: task.description ?? null,
-    request,
-    input_contents: contents,
-    tags: task.tags ?? {},
-    owner: owner ?? null,
-  };
 }
 
 const CANCEL_SQL = (withOwner: boolean): string => `
@@ -445,8 +319,7 @@ export class SqlTaskStore implements TaskStore {
   #driver: SqlDriver;
   #ownsDriver: boolean;
   #listening: Promise<() => Promise<void>> | undefined;
-  #waiters = new Set<() => void>();
-  #pending = false;
+  #wakeUps = new WakeUps();
   #closed = false;
   #creates: GroupCommitter<CreateRow, string>;
   #writes: GroupCommitter<Statement, unknown[]>;
@@ -846,34 +719,11 @@ export class SqlTaskStore implements TaskStore {
    */
   async waitForNotification(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     await this.#listen();
-    if (this.#pending) {
-      this.#pending = false;
-      return true;
-    }
-    if (signal?.aborted || this.#closed) return false;
-    return await new Promise<boolean>((resolve) => {
-      const finish = (woken: boolean): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        this.#waiters.delete(onNotify);
-        resolve(woken);
-      };
-      const onNotify = (): void => finish(!this.#closed);
-      const onAbort = (): void => finish(false);
-      const timer = setTimeout(() => finish(false), Math.max(0, timeoutMs));
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#waiters.add(onNotify);
-    });
+    return await this.#wakeUps.wait(timeoutMs, signal);
   }
 
   #listen(): Promise<() => Promise<void>> {
-    this.#listening ??= this.#driver.listen(WORK_CHANNEL, () => {
-      if (this.#waiters.size === 0) {
-        this.#pending = true;
-        return;
-      }
-      for (const waiter of [...this.#waiters]) waiter();
-    });
+    this.#listening ??= this.#driver.listen(WORK_CHANNEL, () => this.#wakeUps.notify());
     // A failed LISTEN (database down) is retried by the next wait.
     this.#listening.catch(() => this.#listening = undefined);
     return this.#listening;
@@ -888,7 +738,7 @@ export class SqlTaskStore implements TaskStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const waiter of [...this.#waiters]) waiter();
+    this.#wakeUps.close();
     const listening = this.#listening;
     this.#listening = undefined;
     if (listening !== undefined) {

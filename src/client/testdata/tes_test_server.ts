@@ -1,5 +1,5 @@
 /**
- * A real Planetary API for client and CLI tests: the in-memory PGlite store and the HTTP app,
+ * A real Planetary API for client and CLI tests: the in-memory SQLite store and the HTTP app,
  * served on a free loopback port. No orchestrator runs: tests move tasks with
  * `store.transition()` themselves.
  *
