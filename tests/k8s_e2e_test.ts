@@ -337,6 +337,10 @@ function adoptionCase(cluster: PlanetaryCluster): E2eCase {
     async run(ctx) {
       const recorder = new PodRecorder(cluster);
       try {
+        // Only orch-1 runs while the tasks are claimed, so that it holds them all (with two
+        // running, orch-2 may claim every one; its tasks of other cases are adopted by orch-1
+        // meanwhile, which is the same adoption).
+        await cluster.killOrchestrator(1, "SIGTERM");
         const ids: string[] = [];
         for (let i = 0; i < 8; i++) {
           ids.push(
@@ -345,7 +349,7 @@ function adoptionCase(cluster: PlanetaryCluster): E2eCase {
               outputs: [{ url: ctx.fileUrl(`adopt/${i}`), path: "/out/n" }],
               executors: [{
                 image: ALPINE,
-                command: ["sh", "-c", `sleep 20; echo ${i} > /out/n; echo ${i}`],
+                command: ["sh", "-c", `sleep 40; echo ${i} > /out/n; echo ${i}`],
               }],
             }),
           );
@@ -353,6 +357,7 @@ function adoptionCase(cluster: PlanetaryCluster): E2eCase {
         // Each task is seen RUNNING, or already COMPLETE on a busy machine (the waits run one
         // after another); the check below needs only some of them still held by orch-1.
         for (const id of ids) await waitState(ctx.client, id, ["RUNNING", "COMPLETE"]);
+        await cluster.startOrchestrator(1);
         const killed = await cluster.killOrchestrator(0, "SIGKILL");
         // the tasks orch-1 created a pod for and had not finished when it died
         const log = cluster.orchestrators[0]!.log();
@@ -380,6 +385,7 @@ function adoptionCase(cluster: PlanetaryCluster): E2eCase {
       } finally {
         await recorder.stop();
         if (cluster.orchestrators[0]?.exited) await cluster.startOrchestrator(0);
+        if (cluster.orchestrators[1]?.exited) await cluster.startOrchestrator(1);
       }
     },
   };
