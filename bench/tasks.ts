@@ -29,7 +29,7 @@
  *
  * ```sh
  * deno task bench:tasks
- * deno run -A bench/tasks.ts --tasks 500 --max-tasks 16 --db pglite
+ * deno run -A bench/tasks.ts --tasks 1000 --max-tasks 32 --db embedded
  * deno run -A bench/tasks.ts --tasks 100 --max-tasks 8 --runtime both
  * ```
  *
@@ -55,12 +55,12 @@ import {
   startBenchPostgres,
 } from "./_load.ts";
 
-const USAGE = `Usage: deno run -A bench/tasks.ts [--tasks N] [--max-tasks M] [--db pglite|pg]
+const USAGE = `Usage: deno run -A bench/tasks.ts [--tasks N] [--max-tasks M] [--db embedded|pg]
                                       [--runtime host|docker|both]
 
   --tasks N       tasks to run (default 500)
   --max-tasks M   planetary serve --max-tasks (default 16)
-  --db D          pglite (embedded, default) or pg (a throwaway PostgreSQL 15, fsync=off)
+  --db D          embedded (SQLite, the default) or pg (a throwaway PostgreSQL 15, fsync=off)
   --runtime R     host (default), docker (a private dockerd started by the bench), or both
 `;
 
@@ -73,7 +73,7 @@ const DEADLINE_MS = 30 * 60_000;
 interface Options {
   tasks: number;
   maxTasks: number;
-  db: "pglite" | "pg";
+  db: "embedded" | "pg";
   runtimes: ("host" | "docker")[];
 }
 
@@ -99,8 +99,8 @@ function parseOptions(args: string[]): Options {
     if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: positive integer, got ${text}`);
     return n;
   };
-  const db = values.db ?? "pglite";
-  if (db !== "pglite" && db !== "pg") throw new Error(`--db: pglite or pg, got ${db}`);
+  const db = values.db ?? "embedded";
+  if (db !== "embedded" && db !== "pg") throw new Error(`--db: embedded or pg, got ${db}`);
   const runtime = values.runtime ?? "host";
   if (runtime !== "host" && runtime !== "docker" && runtime !== "both") {
     throw new Error(`--runtime: host, docker or both, got ${runtime}`);
@@ -289,7 +289,7 @@ async function run(
       `local backend (${
         runtime === "host" ? "host runtime" : "docker runtime: executors in dockerd"
       }), ${
-        options.db === "pg" ? "PostgreSQL 15 (fsync=off)" : "PGlite"
+        options.db === "pg" ? "PostgreSQL 15 (fsync=off)" : "embedded SQLite"
       }, ${navigator.hardwareConcurrency} CPUs, Deno ${Deno.version.deno}`,
   );
   console.log(
