@@ -495,7 +495,7 @@ serverTest(
       "false",
     ], { url: server.url });
     // Play the orchestrator: fail the task once it exists.
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + 120_000;
     let id: string | undefined;
     while (id === undefined) {
       assert.ok(Date.now() < deadline, "the CLI never submitted the task");

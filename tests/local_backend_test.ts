@@ -11,9 +11,9 @@ import { requireHostRuntime } from "./_harness/host_runtime.ts";
 
 const ENABLED = await requireHostRuntime();
 
-/** Polls `check` until it returns a value other than undefined (20 s deadline). */
+/** Polls `check` until it returns a value other than undefined (hang guard: 120 s). */
 async function waitFor<T>(what: string, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + 120_000;
   while (Date.now() < deadline) {
     const value = await check();
     if (value !== undefined) return value;

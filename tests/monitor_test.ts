@@ -24,7 +24,7 @@ const ENABLED = await requireHostRuntime();
 const MIN = 60_000;
 
 async function waitFor<T>(what: string, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 120_000;
   while (Date.now() < deadline) {
     const value = await check();
     if (value !== undefined) return value;

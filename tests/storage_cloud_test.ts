@@ -447,9 +447,9 @@ interface StallCase {
 const UPLOAD_STALL_MS = 5000;
 const UPLOAD_DRIP_SIZE = 24 * MIB;
 
-/** Waits (up to 10 s) until the client has closed every stalled connection: no socket is held. */
+/** Waits (up to 60 s) until the client has closed every stalled connection: no socket is held. */
 async function released(proxy: StallingProxy): Promise<void> {
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + 60_000;
   while (proxy.stalledOpen() > 0 && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

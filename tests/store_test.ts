@@ -33,7 +33,7 @@ function task(extra: Partial<TesTask> = {}): TesTask {
 }
 
 async function pollUntil<T>(what: string, fn: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     const value = await fn();
     if (value !== undefined) return value;
