@@ -697,7 +697,9 @@ function restartCases(): E2eCase[] {
           }),
         );
       }
-      for (const id of ids) await waitState(ctx, id, ["RUNNING"]);
+      // Seen RUNNING, or already COMPLETE on a busy machine (the waits run one after another):
+      // the restart still comes while the longer ones run, and a COMPLETE task is checked below.
+      for (const id of ids) await waitState(ctx, id, ["RUNNING", "COMPLETE"]);
       await restart(signal);
       const tasks: TesTask[] = [];
       for (const id of ids) {
